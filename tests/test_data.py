@@ -1,0 +1,229 @@
+"""data.py against tiktoken (GPT-2's tokenizer, in Rust), plus worked examples checkable by hand."""
+import json
+import os
+import random
+import subprocess
+import sys
+import unicodedata
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import data
+from conftest import ROOT, tiktoken_from_files
+
+# Inputs that have broken byte-level BPEs before: whitespace runs, contractions, digits,
+# emoji with skin tones and zero-width joiners, combining marks, control characters, scripts
+# without spaces, lone surrogates are excluded (not valid str for UTF-8).
+HARD = [
+    "", " ", "  ", "\n", "\n\n\n", " \t \n ", "a", " a", "a ", "Hello world", "Hello  world   ",
+    "I'm you're he'll we've they'd it's It'S DON'T", "'s's 's ''", "1234567890 3.14159 -42 1e-9 ١٢٣",
+    "👍🏽 👨‍👩‍👧‍👦 🏳️‍🌈 🇺🇸", "e\u0301 n\u0303 Z̤͔ͧ̑̓ä͖̭̈̇", "\x00\x01\x1b[31mred\x7f", "東京都 서울 مرحبا שלום Привет",
+    "<|endoftext|>", "a<|endoftext|>b", "   leading and trailing   ", "tabs\t\tand\r\nwindows\r\n",
+    "x" * 1000, " ".join(["word"] * 500), "\u2028\u2029\u00a0\u3000 non-breaking", "🤖" * 50,
+]
+
+
+def test_bytes_to_unicode_worked_example():
+    table = data.bytes_to_unicode()
+    assert len(table) == 256 and len(set(table.values())) == 256
+    assert table[ord("a")] == "a" and table[ord("!")] == "!"
+    assert table[ord(" ")] == "Ġ" and table[ord("\n")] == "Ċ"  # 256 + 32, 256 + 10
+    assert all(c.isprintable() and c != " " for c in table.values())
+
+
+def test_merge_pair_worked_example():
+    assert data.merge_pair([1, 2, 3, 1, 2], (1, 2), 9) == [9, 3, 9]
+    assert data.merge_pair([1, 1, 1], (1, 1), 9) == [9, 1]  # left to right, no overlaps
+
+
+def test_split_pattern_pieces():
+    assert data.GPT2_SPLIT.findall("Hello world's  3 cats!!\n") == ["Hello", " world", "'s", " ", " 3", " cats", "!!", "\n"]
+
+
+def test_load_gpt2_vocabulary(gpt2_vocab_dir):
+    enc = data.Encoder.load(gpt2_vocab_dir)
+    assert enc.n_vocab == 50257 and enc.eot == 50256
+    assert enc.encode("Hello world") == [15496, 995]  # GPT-2's well-known ids
+
+
+def test_matches_tiktoken_on_hard_corpus(gpt2_vocab_dir, tiktoken_gpt2):
+    enc = data.Encoder.load(gpt2_vocab_dir)
+    for text in HARD:
+        assert enc.encode(text) == tiktoken_gpt2.encode_ordinary(text), repr(text)
+        assert enc.decode(enc.encode(text)) == text
+
+
+def test_matches_tiktoken_on_megabytes_of_source(gpt2_vocab_dir, tiktoken_gpt2):
+    enc = data.Encoder.load(gpt2_vocab_dir)
+    text = "".join(data.read_text(f) for f in data.corpus_files("stdlib")[:400])
+    text = text[:2_000_000]
+    ids = enc.encode(text)
+    assert ids == tiktoken_gpt2.encode_ordinary(text)
+    assert enc.decode(ids) == text
+
+
+def random_string(rng):
+    """Random text from many blocks of Unicode, weighted to spaces and apostrophes.
+
+    Subtle: code points that Python's Unicode database (14.0 in Python 3.11) leaves unassigned
+    are skipped. Newer Unicode versions made some of them letters, and the `regex` module and
+    tiktoken's Rust engine ship different versions, so they split such text differently.
+    """
+    pieces = [" ", "  ", "'", "'s", "\n", "\t", "a", "Z", "7", "é", "ß", "Ω", "я", "中", "😀", "\u200d", "\ufe0f",
+              "\u0301", "\x00", "\x7f", "\U0001F3FD", "\U00010348", "\uffff"]
+    out = []
+    for _ in range(rng.randint(0, 40)):
+        if rng.random() < 0.7:
+            out.append(rng.choice(pieces))
+        else:  # any assigned code point (see below); surrogates cannot be encoded to UTF-8
+            c = chr(rng.randint(0, 0x10FFFF))
+            out.append(c if unicodedata.category(c) not in ("Cn", "Cs") else "x")
+    return "".join(out)
+
+
+def test_random_strings_match_tiktoken_and_round_trip(gpt2_vocab_dir, tiktoken_gpt2):
+    enc = data.Encoder.load(gpt2_vocab_dir)
+    rng = random.Random(0)
+    for _ in range(3000):
+        text = random_string(rng)
+        ids = enc.encode(text)
+        assert ids == tiktoken_gpt2.encode_ordinary(text), repr(text)
+        assert enc.decode(ids) == text
+
+
+def test_decode_replaces_invalid_utf8(gpt2_vocab_dir):
+    enc = data.Encoder.load(gpt2_vocab_dir)
+    ids = enc.encode("😀")  # 4 bytes; GPT-2 spells it with 2 tokens: the first alone is no character
+    assert len(ids) > 1 and enc.decode(ids[:1]) == "\ufffd"
+
+
+def test_train_worked_example():
+    # The textbook example "aaabdaaabac": aa (4 times), then ab (3 times, after aa merged
+    # left to right: Z a b d Z a b a c), then aa + ab = "aaab" (2 times).
+    enc = data.Encoder.train(["aaabdaaabac"], 257 + 3)
+    assert enc.token_bytes[256:] == [b"aa", b"ab", b"aaab", b"<|endoftext|>"]
+    assert enc.eot == 259 and enc.n_vocab == 260
+    assert enc.decode(enc.encode("aaabdaaabac")) == "aaabdaaabac"
+    assert len(enc.encode("aaabdaaabac")) == 5  # aaab d aaab a c
+
+
+def test_train_ties_are_deterministic():
+    text = "ab cd ab cd ef"
+    first = data.Encoder.train([text], 262).token_bytes
+    assert first == data.Encoder.train([text], 262).token_bytes
+    # ' a'+'b' ... all pairs in ' ab' and ' cd' occur twice: the smaller ids (older tokens) win
+    assert first[256] == b"ab"
+
+
+def test_trained_vocabulary_saves_and_loads_in_tiktoken(tmp_path):
+    texts = [data.read_text(f) for f in data.corpus_files("stdlib")[:60]]
+    enc = data.Encoder.train(texts, 1000)
+    assert enc.n_vocab == 1000 and enc.eot == 999
+    assert len(set(enc.token_bytes)) == 1000  # every token has one spelling
+    enc.save(str(tmp_path))
+    again = data.Encoder.load(str(tmp_path))
+    reference = tiktoken_from_files(str(tmp_path))  # its loader asserts encoder.json == merges
+    sample = "".join(data.read_text(f) for f in data.corpus_files("stdlib")[60:80]) + "".join(HARD)
+    assert again.encode(sample) == enc.encode(sample) == reference.encode_ordinary(sample)
+    assert again.decode(again.encode(sample)) == sample
+
+
+def test_bad_vocabularies(tmp_path):
+    with pytest.raises(ValueError, match="at least 257"):
+        data.Encoder.train(["abc"], 256)
+    with pytest.raises(ValueError, match="empty corpus"):
+        data.Encoder.train([""], 300)
+    with pytest.raises(ValueError, match="no encoder.json"):
+        data.Encoder.load(str(tmp_path))
+    (tmp_path / "encoder.json").write_text("{not json")
+    (tmp_path / "vocab.bpe").write_text("#version: 0.2\n")
+    with pytest.raises(ValueError, match="malformed"):
+        data.Encoder.load(str(tmp_path))
+
+
+# ---- the pipeline -----------------------------------------------------------------------------
+
+def write_corpus(folder, n_files=6, words=400):
+    rng = random.Random(1)
+    vocab = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "it", "is"]
+    for i in range(n_files):
+        text = " ".join(rng.choice(vocab) for _ in range(words)) + ".\n"
+        (folder / f"doc{i}.txt").write_text(text)
+
+
+def test_prepare_and_dataset(tmp_path, gpt2_vocab_dir, tiktoken_gpt2):
+    write_corpus(tmp_path)
+    out = tmp_path / "out"
+    facts = data.prepare(str(tmp_path / "*.txt"), str(out), gpt2_vocab_dir, val_fraction=0.2, processes=2)
+    assert facts["train_documents"] == 5 and facts["val_documents"] == 1
+    # the shards hold exactly each document's tokens followed by <|endoftext|>
+    tokens = np.fromfile(out / "train_000000.bin", dtype="<u2")
+    expected = []
+    val_doc = set(json.load(open(out / "data.json"))["val_shards"])
+    assert val_doc == {"val_000000.bin"}
+    docs = sorted(tmp_path.glob("*.txt"))
+    val_tokens = np.fromfile(out / "val_000000.bin", dtype="<u2").tolist()
+    for doc in docs:
+        ids = tiktoken_gpt2.encode_ordinary(doc.read_text()) + [50256]
+        if ids != val_tokens:
+            expected += ids
+    assert tokens.tolist() == expected
+    assert facts["train_tokens"] == len(expected)
+
+    ds = data.dataset(str(out), "train", batch_size=4, n_ctx=16, seed=0)
+    batch = next(iter(ds))
+    assert batch.shape == (4, 17) and batch.dtype == tf.int32
+    text = tokens.tolist()
+    for row in batch.numpy().tolist():  # every row is a window of the token stream
+        starts = [i for i in range(0, len(text) - 16, 17) if text[i:i + 17] == row]
+        assert starts
+
+
+def test_dataset_position_is_saved_in_a_checkpoint(tmp_path, gpt2_vocab_dir):
+    write_corpus(tmp_path)
+    data.prepare(str(tmp_path / "*.txt"), str(tmp_path / "out"), gpt2_vocab_dir, val_fraction=0.0, processes=1)
+    iterator = iter(data.dataset(str(tmp_path / "out"), "train", batch_size=2, n_ctx=8, seed=3))
+    next(iterator)
+    checkpoint = tf.train.Checkpoint(data=iterator)
+    path = checkpoint.save(str(tmp_path / "ckpt"))
+    expected = [next(iterator).numpy() for _ in range(5)]
+    checkpoint.restore(path)
+    assert all((next(iterator).numpy() == e).all() for e in expected)
+
+
+def test_single_document_holds_out_its_tail(tmp_path):
+    (tmp_path / "one.txt").write_text("to be or not to be, that is the question. " * 200)
+    facts = data.prepare(str(tmp_path / "one.txt"), str(tmp_path / "out"), 270, val_fraction=0.1, processes=1)
+    assert facts["val_tokens"] > 0 and facts["train_tokens"] > 8 * facts["val_tokens"]
+
+
+def test_data_cli_bad_input_gets_one_line(tmp_path):
+    def run(*args):
+        result = subprocess.run([sys.executable, os.path.join(ROOT, "data.py"), *args], capture_output=True, text=True)
+        return result.returncode, result.stderr.strip().splitlines()[-1]
+
+    code, line = run("--input", str(tmp_path / "nothing*.txt"), "--output", str(tmp_path / "o"))
+    assert code != 0 and line.startswith("error: no files match")
+    (tmp_path / "empty.txt").write_text("")
+    code, line = run("--input", str(tmp_path / "empty.txt"), "--output", str(tmp_path / "o"), "--vocab", "300")
+    assert code != 0 and "empty corpus" in line
+    code, line = run("--input", str(tmp_path / "empty.txt"), "--vocab", "100")
+    assert code != 0 and "at least 257" in line
+    code, line = run("--input", str(tmp_path / "empty.txt"), "--vocab", str(tmp_path))
+    assert code != 0 and "no encoder.json" in line
+    assert not (tmp_path / "o" / "data.json").exists()
+
+
+def test_non_utf8_file_is_named(tmp_path, capfd):
+    (tmp_path / "bad.txt").write_bytes(b"caf\xe9 au lait\n" * 50)
+    data.prepare(str(tmp_path / "bad.txt"), str(tmp_path / "out"), 260, val_fraction=0.0, processes=1)
+    assert "bad.txt is not valid UTF-8" in capfd.readouterr().err
+
+
+def test_corpus_too_small_for_a_batch(tmp_path, gpt2_vocab_dir):
+    (tmp_path / "tiny.txt").write_text("just a few words")
+    data.prepare(str(tmp_path / "tiny.txt"), str(tmp_path / "out"), gpt2_vocab_dir, val_fraction=0.0, processes=1)
+    with pytest.raises(ValueError, match="too few for one batch"):
+        data.dataset(str(tmp_path / "out"), "train", batch_size=8, n_ctx=64)
