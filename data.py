@@ -466,7 +466,7 @@ def dataset(path, split, batch_size, n_ctx, seed=0, input_context=None, shuffle_
     ds = ds.interleave(lambda f, tail: tf.data.FixedLengthRecordDataset(f, window_bytes, footer_bytes=tail),
                        cycle_length=1)
     ds = ds.shuffle(shuffle_buffer, seed=seed)
-    ds = ds.map(lambda record: tf.cast(tf.io.decode_raw(record, tf.uint16), tf.int32))  # (n_ctx + 1,)
+    ds = ds.map(lambda record: tf.reshape(tf.cast(tf.io.decode_raw(record, tf.uint16), tf.int32), [n_ctx + 1]))
     ds = ds.batch(batch_size, drop_remainder=True)  # (B, n_ctx + 1)
     return ds.prefetch(tf.data.AUTOTUNE)
 

@@ -52,8 +52,8 @@ PRESETS = {
     "1558M": HParams(n_embd=1600, n_head=25, n_layer=48),  # 1,557,611,200
     # Small models that train in minutes on a laptop CPU. n_vocab is replaced by the size of
     # the vocabulary they are trained with (4,096 for the offline quick start).
-    "mini": HParams(n_vocab=4096, n_ctx=256, n_embd=256, n_head=4, n_layer=4),  # 4,260,864
-    "tiny": HParams(n_vocab=4096, n_ctx=128, n_embd=128, n_head=4, n_layer=2),  # 936,448
+    "mini": HParams(n_vocab=4096, n_ctx=256, n_embd=256, n_head=4, n_layer=4),  # 4,273,664
+    "tiny": HParams(n_vocab=4096, n_ctx=128, n_embd=128, n_head=4, n_layer=2),  # 937,472
 }
 PRESETS["117M"], PRESETS["345M"] = PRESETS["124M"], PRESETS["355M"]
 
@@ -217,11 +217,12 @@ def dropout(x, rate, seed):
 
 
 def update_slice(cache, new, pos):
-    """Writes new (B, nh, T, hs) into cache (B, nh, n_ctx, hs) at time pos: XLA's dynamic-update-
-    slice, an in-place write of T rows. The shapes never change, so generation compiles once."""
-    begin = tf.stack([0, 0, pos, 0])
-    end = begin + tf.shape(new)
-    return tf.raw_ops.TensorStridedSliceUpdate(input=cache, begin=begin, end=end, strides=[1, 1, 1, 1], value=new)
+    """Writes new (B, nh, T, hs) into cache (B, nh, n_ctx, hs) at times pos..pos+T-1: a scatter
+    of B * nh * T rows of hs numbers, which XLA does in place. The shapes never change, so
+    generation compiles once. (A strided-slice update would need pos known at compile time.)"""
+    B, nh, T = new.shape[0], new.shape[1], new.shape[2]
+    b, h, t = tf.meshgrid(tf.range(B), tf.range(nh), pos + tf.range(T), indexing="ij")  # 3 x (B, nh, T)
+    return tf.tensor_scatter_nd_update(cache, tf.stack([b, h, t], axis=-1), new)  # indices (B, nh, T, 3)
 
 
 class GPT2(tf.Module):

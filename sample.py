@@ -1,0 +1,302 @@
+"""
+Generating text with GPT-2, and scoring text (loss and perplexity) with it.
+
+Generation runs as one compiled loop (`tf.while_loop` in a `tf.function`) with a KV cache:
+the keys and values of every earlier position are kept, in a tensor of fixed shape
+(n_layer, 2, B, nh, n_ctx, hs), so each new token costs one pass of one token through the
+network, and the loop is traced once per shape and reused across calls.
+
+Sampling controls: temperature (flatten or sharpen the distribution), top-k (keep the k most
+likely tokens), top-p or nucleus sampling (Holtzman et al. 2019: keep the fewest tokens whose
+probabilities add up to p). Each is written without data-dependent shapes, as XLA needs.
+
+Shape letters as in gpt2.py: B batch, T time, V vocabulary.
+Left out: beam search, repetition penalties, and streaming tokens out while they are generated.
+"""
+import argparse
+import glob
+import json
+import math
+import os
+import random
+import sys
+import weakref
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter quiet
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import data  # noqa: E402
+import gpt2  # noqa: E402
+
+
+# ---- filtering the next-token distribution ------------------------------------------------------
+
+def top_k_filter(logits, k):
+    """Keeps the k largest logits of each row (B, V), sets the rest to -inf. k is a Python int,
+    so XLA sees a static shape: tf.math.top_k returns (B, k), and its last column is the bar."""
+    bar = tf.math.top_k(logits, k=k).values[:, -1:]  # (B, 1): the k-th largest logit
+    return tf.where(logits < bar, -np.inf, logits)
+
+
+def top_p_filter(logits, p):
+    """Keeps the smallest set of tokens whose probabilities sum to at least p (the nucleus).
+
+    Sort each row, add up the probabilities; a token stays if the mass *before* it is below p
+    (so the most likely token always stays). The smallest logit that stays is the bar.
+    No data-dependent shapes: the sort is (B, V) and the bar a (B, 1) tensor.
+    """
+    ordered = tf.sort(logits, direction="DESCENDING")  # (B, V)
+    before = tf.cumsum(tf.nn.softmax(ordered), axis=-1, exclusive=True)  # (B, V) mass ahead of each
+    bar = tf.reduce_min(tf.where(before < p, ordered, np.inf), axis=-1, keepdims=True)  # (B, 1)
+    return tf.where(logits < bar, -np.inf, logits)
+
+
+def choose(logits, temperature, top_k, top_p, seed):
+    """One token per row from logits (B, V). temperature 0 or top_k 1 is greedy (argmax)."""
+    if temperature == 0 or top_k == 1:
+        return tf.argmax(logits, axis=-1, output_type=tf.int32)
+    logits = logits / temperature
+    if top_k > 0:
+        logits = top_k_filter(logits, top_k)
+    if top_p < 1:
+        logits = top_p_filter(logits, top_p)
+    return tf.random.stateless_categorical(logits, 1, seed, dtype=tf.int32)[:, 0]
+
+
+# ---- the generation loop ---------------------------------------------------------------------
+
+def generation_loop(model, B, T, length, temperature, top_k, top_p, stop_at_eot, use_cache, eot):
+    """Builds the function context (B, T), seed (2,) -> tokens (B, length).
+
+    The whole text lives in one buffer (B, T + length); n counts the tokens in it so far.
+    With the cache, each step feeds the newest token at position pos and reads the logits.
+    When the cache is full (pos == n_ctx), it slides: the last n_ctx / 2 tokens are run
+    through the network again to rebuild it (one batched pass of n_ctx / 2 tokens every n_ctx / 2
+    new tokens: about the cost of one extra token per step, and the context never drops
+    below half). Without the cache, every step runs the last min(n_ctx, T + length) tokens
+    through the network: the reference that the cache must match.
+    """
+    n_ctx = model.hparams.n_ctx
+    keep = n_ctx // 2  # tokens kept when the window slides
+    window = min(n_ctx, T + length)  # the uncached path's fixed input length
+
+    def step_logits(tokens, n, cache, pos):
+        """Logits (B, V) for the token after tokens[:, :n], and the updated cache and pos."""
+        if not use_cache:
+            start = tf.maximum(0, n - window)
+            logits = model(tf.slice(tokens, [0, start], [B, window]))  # (B, window, V)
+            return tf.gather(logits, n - 1 - start, axis=1), cache, pos
+
+        def rebuild():  # the cache is full: restart it from the last `keep` tokens before n - 1
+            _, fresh = model.decode(tf.slice(tokens, [0, n - 1 - keep], [B, keep]), model.empty_cache(B), 0)
+            return fresh, tf.constant(keep)
+        cache, pos = tf.cond(pos >= n_ctx, rebuild, lambda: (cache, pos))
+        logits, cache = model.decode(tf.slice(tokens, [0, n - 1], [B, 1]), cache, pos)  # (B, 1, V)
+        return logits[:, 0], cache, pos + 1
+
+    def run(context, seed):
+        tokens = tf.concat([context, tf.zeros([B, length], tf.int32)], axis=1)  # (B, T + length)
+        done = tf.zeros([B], tf.bool)
+        cache = model.empty_cache(B) if use_cache else tf.zeros([])
+        if use_cache:  # the prompt goes through in one pass: its last n_ctx tokens
+            prompt = min(T, n_ctx)
+            logits, cache = model.decode(context[:, T - prompt:], cache, 0)
+            first, pos = logits[:, -1], tf.constant(prompt)
+        else:
+            first, _, pos = step_logits(tokens, tf.constant(T), cache, tf.constant(0))
+
+        def body(i, tokens, logits, cache, pos, done):
+            token = choose(logits, temperature, top_k, top_p, tf.random.experimental.stateless_fold_in(seed, i))
+            token = tf.where(done, eot, token)  # a finished row only repeats <|endoftext|>
+            if stop_at_eot:
+                done = done | (token == eot)
+            tokens = tf.tensor_scatter_nd_update(tokens, tf.stack([tf.range(B), tf.fill([B], T + i)], axis=1), token)
+            logits, cache, pos = tf.cond(i + 1 < length, lambda: step_logits(tokens, T + i + 1, cache, pos),
+                                         lambda: (logits, cache, pos))
+            return i + 1, tokens, logits, cache, pos, done
+
+        def more(i, tokens, logits, cache, pos, done):
+            return (i < length) & ~tf.reduce_all(done)
+
+        _, tokens, *_ = tf.while_loop(more, body, (tf.constant(0), tokens, first, cache, pos, done))
+        out = tokens[:, T:]  # (B, length)
+        if stop_at_eot:  # rows (or the whole loop) that stopped early: fill with <|endoftext|>
+            written = tf.cumsum(tf.cast(tf.equal(out, eot), tf.int32), axis=1) > 0
+            out = tf.where(written, eot, out)
+        return out
+    return run
+
+
+_compiled = weakref.WeakKeyDictionary()  # model -> {settings: compiled function}
+
+
+def default_xla():
+    """XLA on GPUs and TPUs. On CPUs TensorFlow's XLA ran batch-1 matrix-vector products on one
+    thread (24 products of 768 x 3072 took 16 ms with XLA on 2 cores, 9-13 ms as a plain graph):
+    there a plain tf.function graph is faster, and tests/bench.py measures both."""
+    return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+
+
+def generate(model, context, length, temperature=1.0, top_k=0, top_p=1.0, seed=None,
+             stop_at_eot=False, use_cache=True, xla=None):
+    """Samples `length` new tokens after each row of context (int tokens [B, T]).
+
+    Returns an int32 array [B, length] of the new tokens only. The same seed gives the same
+    tokens. With stop_at_eot a row ends at <|endoftext|> (the rest of it is <|endoftext|>), and
+    the loop ends early when every row has. A context longer than n_ctx is cut from the left.
+    The loop is traced and compiled once per (model, B, T, length, settings); a retrace happens
+    only when one of those changes (temperature is part of the settings: greedy differs).
+    """
+    if temperature < 0 or top_k < 0 or not 0 < top_p <= 1 or length < 1:
+        raise ValueError(f"need temperature >= 0, top_k >= 0, 0 < top_p <= 1, length >= 1; got "
+                         f"{temperature}, {top_k}, {top_p}, {length}")
+    context = np.asarray(context, dtype=np.int32)
+    if context.ndim != 2 or context.shape[1] == 0:
+        raise ValueError(f"context must be int tokens [batch, T] with T >= 1, got shape {context.shape}")
+    if context.min() < 0 or context.max() >= model.hparams.n_vocab:
+        raise ValueError(f"context has token ids outside [0, {model.hparams.n_vocab})")
+    B, T = context.shape
+    eot = model.hparams.n_vocab - 1  # <|endoftext|> is the last id, in GPT-2 and in our vocabularies
+    xla = default_xla() if xla is None else xla
+    key = (B, T, length, float(temperature), int(top_k), float(top_p), stop_at_eot, use_cache, xla)
+    functions = _compiled.setdefault(model, {})
+    if key not in functions:
+        run = generation_loop(model, B, T, length, temperature, top_k, top_p, stop_at_eot, use_cache, eot)
+        functions[key] = tf.function(run, jit_compile=xla)
+    seed = random.randrange(2 ** 31) if seed is None else seed
+    return functions[key](tf.constant(context), tf.constant([seed, 0], tf.int32)).numpy()
+
+
+# ---- scoring ---------------------------------------------------------------------------------------
+
+def score(model, tokens, batch_size=8):
+    """Mean loss per token (nats) over a token stream, in non-overlapping windows of n_ctx
+    predictions: window i reads tokens[i*n_ctx : (i+1)*n_ctx] and predicts the tokens one
+    later, so every token but the first is predicted exactly once. The last window is padded,
+    and its padding masked out, so every batch has the same static shape."""
+    n_ctx = model.hparams.n_ctx
+    tokens = np.asarray(tokens, dtype=np.int32)
+    if len(tokens) < 2:
+        raise ValueError("need at least 2 tokens to score")
+    n_windows = math.ceil((len(tokens) - 1) / n_ctx)
+    n_batches = math.ceil(n_windows / batch_size)
+    padded = np.zeros(n_batches * batch_size * n_ctx + 1, np.int32)
+    padded[:len(tokens)] = tokens
+    weights = np.zeros(len(padded) - 1, np.float32)
+    weights[:len(tokens) - 1] = 1  # 1 where a real next token exists
+
+    @tf.function
+    def batch_loss(x, y, w):  # sum of per-token losses and of weights, (B, n_ctx) each
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(y, model(x))
+        return tf.reduce_sum(losses * w)
+
+    total = 0.0
+    for b in range(n_batches):
+        rows = slice(b * batch_size * n_ctx, (b + 1) * batch_size * n_ctx)
+        x = padded[rows].reshape(batch_size, n_ctx)
+        y = padded[rows.start + 1:rows.stop + 1].reshape(batch_size, n_ctx)
+        total += float(batch_loss(x, y, weights[rows].reshape(batch_size, n_ctx)))
+        data.progress(f"scoring: {b + 1}/{n_batches} batches", done=b + 1 == n_batches)
+    count = int(weights.sum())
+    return {"tokens": count, "loss": total / count, "perplexity": math.exp(total / count)}
+
+
+# ---- command line ----------------------------------------------------------------------------------
+
+def find_model(name):
+    """A model directory, or a released size name ('124M' ...) downloaded into models/NAME."""
+    if tf.io.gfile.isdir(name):
+        return name
+    if name in ("124M", "355M", "774M", "1558M", "117M", "345M"):
+        return gpt2.download(name, os.path.join("models", name))
+    raise ValueError(f"--model {name}: no such directory, and not a released size (124M, 355M, 774M, 1558M)")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Sample from a GPT-2, or score a text with it.")
+    parser.add_argument("--model", default="out", help="a model directory (train.py's --out, OpenAI's release) "
+                                                      "or a released size (124M, 355M, 774M, 1558M) to download")
+    parser.add_argument("--prompt", default="", help="text to continue (default: unconditional, from <|endoftext|>)")
+    parser.add_argument("--prompt_file", default="", help="read the prompt from this file")
+    parser.add_argument("--interactive", action="store_true", help="ask for prompts at a '>>> ' prompt until EOF")
+    parser.add_argument("--length", type=int, default=200, help="new tokens per sample")
+    parser.add_argument("--temperature", type=float, default=1.0, help="divide logits by this; 0 is greedy")
+    parser.add_argument("--top_k", type=int, default=40, help="sample from the k most likely tokens (0: all)")
+    parser.add_argument("--top_p", type=float, default=1.0, help="nucleus sampling: the fewest tokens with probability >= p")
+    parser.add_argument("--num_samples", type=int, default=1, help="samples per prompt")
+    parser.add_argument("--batch_size", type=int, default=1, help="samples generated at once")
+    parser.add_argument("--seed", type=int, default=None, help="seed for repeatable samples")
+    parser.add_argument("--stop_at_eot", action="store_true", help="end a sample at <|endoftext|>")
+    parser.add_argument("--tpu", default="", help="'' for none, 'local' for a TPU VM, or a TPU's name")
+    parser.add_argument("--score", default="", help="print the loss and perplexity of these text files (a glob) instead")
+    args = parser.parse_args(argv)
+    if not 0 < args.top_p <= 1:
+        parser.error(f"--top_p {args.top_p}: must be in (0, 1]")
+    if args.temperature < 0:
+        parser.error(f"--temperature {args.temperature}: must be >= 0")
+    if args.top_k < 0:
+        parser.error(f"--top_k {args.top_k}: must be >= 0")
+    if args.length < 1:
+        parser.error(f"--length {args.length}: must be at least 1")
+    if args.num_samples < 1 or args.batch_size < 1:
+        parser.error("--num_samples and --batch_size must be at least 1")
+    try:
+        run(args)
+    except (ValueError, OSError) as e:
+        sys.exit(f"error: {e}")
+
+
+def run(args):
+    path = find_model(args.model)
+    if args.tpu:
+        import train  # only here: train.py imports this module for its closing sample
+        with train.make_strategy(args.tpu).scope():
+            model = gpt2.load(path)
+    else:
+        model = gpt2.load(path)
+    encoder = data.Encoder.load(path)
+    if args.score:
+        files = sorted(glob.glob(args.score)) or [args.score]
+        tokens = []
+        for file in files:
+            if not os.path.exists(file):
+                raise ValueError(f"--score {file}: no such file")
+            tokens += [encoder.eot] + encoder.encode(data.read_text(file))
+        if len(tokens) < 2 + len(files) - 1 or all(t == encoder.eot for t in tokens):
+            raise ValueError(f"--score {args.score}: no text to score")
+        print(json.dumps(score(model, tokens)))
+        return
+    if args.prompt_file:
+        with open(args.prompt_file, encoding="utf-8") as f:
+            args.prompt = f.read()
+    prompts = iter(lambda: input(">>> "), None) if args.interactive else [args.prompt]
+    try:
+        for prompt in prompts:
+            sample_prompt(model, encoder, prompt, args)
+    except EOFError:
+        print()
+
+
+def sample_prompt(model, encoder, prompt, args):
+    context = encoder.encode(prompt) if prompt else [encoder.eot]
+    limit = model.hparams.n_ctx - 1
+    if len(context) > limit:
+        print(f"warning: the prompt has {len(context)} tokens; keeping its last {limit} (n_ctx - 1)", file=sys.stderr)
+        context = context[-limit:]
+    done = 0
+    while done < args.num_samples:
+        seed = None if args.seed is None else args.seed + done
+        batch = generate(model, [context] * args.batch_size, args.length, args.temperature, args.top_k,
+                         args.top_p, seed, stop_at_eot=args.stop_at_eot)
+        for row in batch[:args.num_samples - done]:
+            done += 1
+            print(f"{'=' * 30} SAMPLE {done} {'=' * 30}")
+            ids = row.tolist()
+            if args.stop_at_eot and encoder.eot in ids:
+                ids = ids[:ids.index(encoder.eot)]
+            print(prompt + encoder.decode(ids))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""train.py: Adafactor against the paper's equations in NumPy, and the training loop's promises."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import gpt2
+import train
+from conftest import ROOT
+
+
+def adafactor_reference(params, grads_per_step, lr=None, beta1=0.0, weight_decay=0.0):
+    """Shazeer and Stern 2018, Algorithms 4 and 5, step by step in NumPy float64, written from the
+    paper (with row/column means, which give the same estimate as its sums)."""
+    x = [p.astype(np.float64) for p in params]
+    state = [{} for _ in params]
+    for t, grads in enumerate(grads_per_step, start=1):
+        rho = min(1e-2, 1 / np.sqrt(t)) if lr is None else lr(t)
+        beta2 = 1 - t ** -0.8
+        for i, g in enumerate(grads):
+            g = g.astype(np.float64)
+            s = state[i]
+            g2 = g * g + 1e-30
+            if g.ndim >= 2:
+                s["r"] = beta2 * s.get("r", 0) + (1 - beta2) * g2.mean(-1)
+                s["c"] = beta2 * s.get("c", 0) + (1 - beta2) * g2.mean(-2)
+                v = np.einsum("...i,...j->...ij", s["r"], s["c"]) / s["r"].mean(-1)[..., None, None]
+            else:
+                v = s["v"] = beta2 * s.get("v", 0) + (1 - beta2) * g2
+            u = g / np.sqrt(v)
+            u = u / max(1.0, np.sqrt(np.mean(u * u)) / 1.0)
+            if beta1 > 0:
+                u = s["m"] = beta1 * s.get("m", 0) + (1 - beta1) * u
+            alpha = max(1e-3, np.sqrt(np.mean(x[i] ** 2))) * rho
+            x[i] = x[i] - alpha * u - rho * weight_decay * x[i]
+    return x
+
+
+@pytest.mark.parametrize("options", [{}, {"lr": 0.05}, {"beta1": 0.9, "weight_decay": 0.1}])
+def test_adafactor_matches_the_paper(options):
+    rng = np.random.default_rng(0)
+    shapes = [(6, 5), (3, 4, 7), (9,), (1,)]  # a matrix, a 3-D tensor, vectors
+    params = [rng.standard_normal(s).astype(np.float32) * 0.1 for s in shapes]
+    params[2] *= 0  # a zero vector: exercises the eps2 floor of the parameter scale
+    grads = [[rng.standard_normal(s).astype(np.float32) * 10 ** rng.uniform(-3, 1) for s in shapes] for _ in range(8)]
+    variables = [tf.Variable(p) for p in params]
+    lr = (lambda t: options["lr"]) if "lr" in options else None
+    beta1, weight_decay = options.get("beta1", 0.0), options.get("weight_decay", 0.0)
+    opt = train.Adafactor(learning_rate=lr, beta1=beta1, weight_decay=weight_decay)
+    for step in range(1, len(grads) + 1):  # compare after every step, not only the last
+        opt.apply_gradients(zip([tf.constant(g) for g in grads[step - 1]], variables))
+        expected = adafactor_reference(params, grads[:step], lr=lr, beta1=beta1, weight_decay=weight_decay)
+        for ours, theirs in zip(variables, expected):
+            # relative to the tensor's largest entry: float32 against float64 math
+            assert np.max(np.abs(ours.numpy() - theirs)) / np.max(np.abs(theirs)) < 1e-6
+
+
+def test_adafactor_state_is_factored():
+    model = gpt2.GPT2(gpt2.PRESETS["tiny"])
+    opt = train.Adafactor()
+    opt.build(model.trainable_variables)
+    floats = sum(int(np.prod(v.shape)) for v in opt.variables if v.dtype == tf.float32)
+    shapes = [v.shape.as_list() for v in model.trainable_variables]
+    assert floats == train.optimizer_state_floats(shapes, "adafactor")
+    # an n x m matrix keeps n + m numbers: wte (4096 x 128) keeps 4,224
+    wte_slots = opt.slots[opt.index[model.wte.ref()]]
+    assert {k: v.shape.as_list() for k, v in wte_slots.items()} == {"r": [4096], "c": [128]}
+    params = gpt2.num_params(gpt2.PRESETS["tiny"])
+    assert floats < params / 20 and train.optimizer_state_floats(shapes, "adam") == 2 * params
+
+
+def test_schedule_endpoints():
+    config = train.TrainConfig(steps=1000, warmup_steps=100, learning_rate=0.01, min_lr_ratio=0.1)
+    schedule = train.learning_rate_schedule(config)
+    assert float(schedule(1)) == pytest.approx(1e-4)  # 1/100 of the peak at the first step
+    assert float(schedule(100)) == pytest.approx(0.01)  # the peak at the end of warmup
+    assert float(schedule(550)) == pytest.approx(0.0055)  # half way down the cosine
+    assert float(schedule(1000)) == pytest.approx(0.001)  # the floor at the last step
+    assert float(schedule(5000)) == pytest.approx(0.001)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, gpt2_vocab_dir):
+    """A prepared data directory: a few stdlib files, GPT-2's vocabulary."""
+    import data
+    folder = tmp_path_factory.mktemp("corpus")
+    files = data.corpus_files("stdlib")[:40]
+    for i, f in enumerate(files):
+        (folder / f"{i}.txt").write_text(data.read_text(f))
+    out = str(folder / "prepared")
+    data.prepare(str(folder / "*.txt"), out, gpt2_vocab_dir, val_fraction=0.1, processes=1)
+    return out
+
+
+def tiny_config(out, corpus, **changes):
+    fields = dict(data=corpus, out=str(out), steps=6, batch_size=4, steps_per_loop=2, log_interval=2,
+                  eval_interval=6, eval_steps=1, save_interval=2, warmup_steps=2, sample_length=0)
+    fields.update(changes)
+    return train.TrainConfig(**fields)
+
+
+TINY = gpt2.HParams(n_vocab=50257, n_ctx=32, n_embd=32, n_head=2, n_layer=2)
+
+
+def weights(trainer):
+    return [v.numpy() for v in trainer.model.variables]
+
+
+def test_overfits_one_batch():
+    h = gpt2.HParams(n_vocab=64, n_ctx=16, n_embd=64, n_head=4, n_layer=2)
+    trainer = train.Trainer(h, train.TrainConfig(batch_size=4, steps=200, warmup_steps=10, learning_rate=0.03),
+                            tf.distribute.get_strategy())
+    batch = tf.constant(np.random.default_rng(0).integers(0, 64, size=(4, 17)), tf.int32)
+    iterator = iter(tf.data.Dataset.from_tensors(batch).repeat())
+    first, _ = trainer.train_loop(iterator, tf.constant(1))
+    last, _ = trainer.train_loop(iterator, tf.constant(150))
+    assert float(first) > 4.0 and float(trainer.eval_loop(iterator, tf.constant(1))) < 0.5
+
+
+def test_bfloat16_step_runs(tmp_path, corpus):
+    config = tiny_config(tmp_path, corpus, precision="bfloat16", steps=4)
+    trainer = train.train(TINY, config, log=lambda *a: None)
+    assert trainer.model.compute_dtype == tf.bfloat16
+    losses = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert all(np.isfinite(r["train_loss"]) for r in losses if "train_loss" in r)
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, corpus):
+    straight = train.train(TINY, tiny_config(tmp_path / "a", corpus), log=lambda *a: None)
+    train.train(TINY, tiny_config(tmp_path / "b", corpus, steps=2), log=lambda *a: None)  # "interrupted" at 2
+    # a new process would start here; the same command resumes from checkpoints/ckpt-2
+    resumed = train.train(TINY, tiny_config(tmp_path / "b", corpus), log=lambda *a: None)
+    assert int(resumed.optimizer.iterations) == 6
+    for a, b in zip(weights(straight), weights(resumed)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    assert (tmp_path / "b" / "model.ckpt.index").exists() and (tmp_path / "b" / "encoder.json").exists()
+    assert np.array_equal(gpt2.load(str(tmp_path / "b")).wte.numpy(), resumed.model.wte.numpy())
+
+
+def test_metrics_jsonl(tmp_path, corpus):
+    train.train(TINY, tiny_config(tmp_path, corpus), log=lambda *a: None)
+    records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert [r["step"] for r in records if "train_loss" in r] == [2, 4, 6]
+    assert "val_loss" in records[-1]
+    assert {"learning_rate", "tokens_per_sec", "mfu"} <= set(records[0])
+
+
+def test_dry_run_shows_why_adafactor_fit_a_tpu_core():
+    lines = train.memory_report(gpt2.PRESETS["1558M"], train.TrainConfig(batch_size=1, precision="bfloat16"))
+    text = "\n".join(lines)
+    assert "parameters: 1,557,611,200" in text
+    adam = next(line for line in lines if "with adam " in line)
+    adafactor = next(line for line in lines if "with adafactor" in line)
+    assert "does NOT fit" in adam and "24.92 GB" in adam  # (4 + 4 + 8) bytes x 1.56e9
+    assert "12.47 GB" in adafactor  # (4 + 4) bytes x 1.56e9 + a few MB
+
+
+def run_cli(*args):
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *args], capture_output=True, text=True)
+    return result.returncode, (result.stderr.strip().splitlines() or [""])[-1]
+
+
+def test_bad_input_gets_one_line(tmp_path, corpus):
+    code, line = run_cli("--nonsense", "1")
+    assert code != 0 and "unrecognized arguments" in line
+    (tmp_path / "c.json").write_text(json.dumps({"n_layers": 3}))
+    code, line = run_cli("--config", str(tmp_path / "c.json"))
+    assert code != 0 and "unknown config field(s) ['n_layers']" in line
+    code, line = run_cli("--data", corpus, "--out", str(tmp_path / "o"), "--init_from", str(tmp_path / "missing"))
+    assert code != 0 and line == f"error: --init_from {tmp_path / 'missing'}: no such directory"
+    code, line = run_cli("--data", corpus, "--tpu", "my-tpu", "--out", str(tmp_path / "o"))
+    assert code != 0 and "cannot read local files" in line
+    code, line = run_cli("--data", str(tmp_path / "none*.txt"), "--out", str(tmp_path / "o2"))
+    assert code != 0 and "no files match" in line
+    code, line = run_cli("--data", corpus, "--out", str(tmp_path / "o3"), "--config", "tiny", "--batch_size", "100000")
+    assert code != 0 and "too few for one batch" in line
+
+
+def test_nan_loss_stops_with_the_step(tmp_path, corpus):
+    config = tiny_config(tmp_path, corpus, learning_rate=1e30, optimizer="adam", steps=8)
+    with pytest.raises(FloatingPointError, match=r"loss is nan in steps \d+\.\.\d+"):
+        train.train(TINY, config, log=lambda *a: None)
+    assert not (tmp_path / "model.ckpt.index").exists()

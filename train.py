@@ -1,0 +1,551 @@
+"""
+Training GPT-2: Adafactor written from the paper, and one loop for CPU, GPU and TPU.
+
+- Adafactor (Shazeer and Stern 2018, arXiv 1804.04235, Algorithms 4 and 5): Adam keeps two
+  numbers per weight; Adafactor keeps, for an n x m matrix, only n + m numbers (the row and
+  column means of the squared gradients). For the 1.5B GPT-2 that is the difference between
+  not fitting a TPU core's memory and fitting it.
+- The loop: `tf.distribute` places the model on one device, several GPUs or a TPU's cores; the
+  step is compiled with XLA; `--steps_per_loop` steps run inside one compiled call, as TPUs need;
+  a `tf.train.Checkpoint` of model, optimizer and data position makes every run resumable.
+
+Run `python train.py` with no arguments for the offline quick start: it trains a BPE on the
+Python standard library's source, trains the 'mini' GPT-2 on it, and samples from it.
+
+Shape letters as in gpt2.py: B batch, T time, C channels, V vocabulary.
+Left out: multi-host TPU pods (one host, up to 8 cores: Colab's and Kaggle's TPUs), gradient
+accumulation, and mixed precision loss scaling (bfloat16 does not need it).
+"""
+import argparse
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter quiet
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import data  # noqa: E402
+import gpt2  # noqa: E402
+import sample  # noqa: E402
+
+
+# ---- Adafactor ----------------------------------------------------------------------------------
+
+class Adafactor(tf.Module):
+    """Adafactor, as in Shazeer and Stern 2018, Algorithms 4 (matrices) and 5 (vectors).
+
+    ALGORITHM, for each step t = 1, 2, ... and each variable X with gradient G:
+        rho_t   = learning_rate(t), or min(1e-2, 1 / sqrt(t)) when none is given  (relative step)
+        alpha_t = max(eps2, RMS(X_{t-1})) * rho_t              (step relative to the weights' scale)
+        beta2_t = 1 - t^(-decay_rate)                          (0 at t = 1, then tends to 1)
+        if X has rank >= 2, over its last two axes (n rows, m columns):
+            R_t = beta2_t R_{t-1} + (1 - beta2_t) mean_cols(G^2 + eps1)     (n numbers)
+            C_t = beta2_t C_{t-1} + (1 - beta2_t) mean_rows(G^2 + eps1)     (m numbers)
+            V_t = R_t C_t^T / mean(R_t)                        (rank-1 estimate of E[G^2])
+        else:
+            V_t = beta2_t V_{t-1} + (1 - beta2_t) (G^2 + eps1)
+        U_t = G / sqrt(V_t)
+        U_t = U_t / max(1, RMS(U_t) / clip_threshold)          (update clipping)
+        if beta1 > 0:  M_t = beta1 M_{t-1} + (1 - beta1) U_t;  U_t = M_t  (optional momentum)
+        X_t = X_{t-1} - alpha_t U_t - rho_t * weight_decay * X_{t-1}     (decoupled weight decay)
+
+    The paper writes row and column *sums*; means give the same V_t (the factors cancel) and
+    keep the numbers in a readable range. With momentum (beta1 > 0) each variable gets a full-size
+    M as well, and the memory advantage over Adam halves rather than vanishes.
+    """
+
+    def __init__(self, learning_rate=None, beta1=0.0, decay_rate=0.8, clip_threshold=1.0,
+                 epsilon1=1e-30, epsilon2=1e-3, weight_decay=0.0):
+        super().__init__(name="adafactor")
+        self.learning_rate = learning_rate  # None (the paper's relative step), a float, or step -> float
+        self.beta1, self.decay_rate, self.clip_threshold = beta1, decay_rate, clip_threshold
+        self.epsilon1, self.epsilon2, self.weight_decay = epsilon1, epsilon2, weight_decay
+        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
+        self.slots = []  # one dict of state variables per model variable, in build()'s order
+        self.index = {}  # variable.ref() -> its position in self.slots
+
+    def build(self, var_list):
+        """Creates the state: R and C for matrices (and 3-D tensors), V for vectors."""
+        for var in var_list:
+            name, shape = var.name.split(":")[0], var.shape.as_list()
+            slots = {}
+            if len(shape) >= 2:
+                slots["r"] = tf.Variable(tf.zeros(shape[:-1]), trainable=False, name=name + "/adafactor_r")
+                slots["c"] = tf.Variable(tf.zeros(shape[:-2] + shape[-1:]), trainable=False, name=name + "/adafactor_c")
+            else:
+                slots["v"] = tf.Variable(tf.zeros(shape), trainable=False, name=name + "/adafactor_v")
+            if self.beta1 > 0:
+                slots["m"] = tf.Variable(tf.zeros(shape), trainable=False, name=name + "/adafactor_m")
+            self.index[var.ref()] = len(self.slots)
+            self.slots.append(slots)
+
+    def relative_step(self, t):
+        if self.learning_rate is None:
+            return tf.minimum(1e-2, tf.math.rsqrt(t))
+        return self.learning_rate(t) if callable(self.learning_rate) else tf.constant(self.learning_rate, tf.float32)
+
+    def apply_gradients(self, grads_and_vars):
+        grads_and_vars = list(grads_and_vars)
+        if not self.slots:
+            self.build([v for _, v in grads_and_vars])
+        t = tf.cast(self.iterations.assign_add(1), tf.float32)
+        rho = self.relative_step(t)
+        beta2 = 1.0 - tf.pow(t, -self.decay_rate)
+        for grad, var in grads_and_vars:
+            slots = self.slots[self.index[var.ref()]]
+            g2 = tf.square(grad) + self.epsilon1
+            if "r" in slots:
+                r = slots["r"].assign(beta2 * slots["r"] + (1 - beta2) * tf.reduce_mean(g2, axis=-1))  # (..., n)
+                c = slots["c"].assign(beta2 * slots["c"] + (1 - beta2) * tf.reduce_mean(g2, axis=-2))  # (..., m)
+                v = r[..., :, None] * c[..., None, :] / tf.reduce_mean(r, axis=-1)[..., None, None]  # (..., n, m)
+            else:
+                v = slots["v"].assign(beta2 * slots["v"] + (1 - beta2) * g2)
+            update = grad * tf.math.rsqrt(v)
+            update /= tf.maximum(1.0, rms(update) / self.clip_threshold)
+            if "m" in slots:
+                update = slots["m"].assign(self.beta1 * slots["m"] + (1 - self.beta1) * update)
+            alpha = tf.maximum(self.epsilon2, rms(var)) * rho
+            var.assign_sub(alpha * update + rho * self.weight_decay * var)
+
+
+def rms(x):
+    """Root mean square: sqrt(mean(x^2))."""
+    return tf.sqrt(tf.reduce_mean(tf.square(x)))
+
+
+class AdamW(tf.Module):
+    """Adam with decoupled weight decay (Loshchilov and Hutter 2019), for comparison: its state
+    is two full copies of the weights (m and v), against Adafactor's row and column means."""
+
+    def __init__(self, learning_rate=6e-4, beta1=0.9, beta2=0.95, epsilon=1e-8, weight_decay=0.0):
+        super().__init__(name="adamw")
+        self.learning_rate, self.beta1, self.beta2 = learning_rate, beta1, beta2
+        self.epsilon, self.weight_decay = epsilon, weight_decay
+        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
+        self.slots, self.index = [], {}
+
+    def build(self, var_list):
+        for var in var_list:
+            name = var.name.split(":")[0]
+            self.index[var.ref()] = len(self.slots)
+            self.slots.append({k: tf.Variable(tf.zeros(var.shape), trainable=False, name=f"{name}/adam_{k}")
+                               for k in ("m", "v")})
+
+    def apply_gradients(self, grads_and_vars):
+        grads_and_vars = list(grads_and_vars)
+        if not self.slots:
+            self.build([v for _, v in grads_and_vars])
+        t = tf.cast(self.iterations.assign_add(1), tf.float32)
+        lr = self.learning_rate(t) if callable(self.learning_rate) else self.learning_rate
+        for grad, var in grads_and_vars:
+            slots = self.slots[self.index[var.ref()]]
+            m = slots["m"].assign(self.beta1 * slots["m"] + (1 - self.beta1) * grad)
+            v = slots["v"].assign(self.beta2 * slots["v"] + (1 - self.beta2) * tf.square(grad))
+            m_hat, v_hat = m / (1 - self.beta1 ** t), v / (1 - self.beta2 ** t)  # bias correction
+            var.assign_sub(lr * (m_hat / (tf.sqrt(v_hat) + self.epsilon) + self.weight_decay * var))
+
+
+def optimizer_state_floats(var_shapes, optimizer):
+    """How many floats an optimizer keeps for variables of these shapes (its memory cost)."""
+    if optimizer == "adam":
+        return sum(2 * math.prod(s) for s in var_shapes)
+    return sum(math.prod(s[:-1]) + math.prod(s[:-2] + s[-1:]) if len(s) >= 2 else math.prod(s) for s in var_shapes)
+
+
+# ---- configuration --------------------------------------------------------------------------
+
+def flag(default, help):
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything a run needs besides the model's shape (gpt2.HParams). Each field is a flag."""
+    data: str = flag("stdlib", "named corpus ('stdlib' offline, 'shakespeare'), a glob of text files, "
+                               "or a directory prepared by data.py (local or gs://)")
+    vocab: str = flag("", "vocabulary: a directory with encoder.json + vocab.bpe, or a size to train a BPE "
+                          "(default: --init_from's vocabulary, else 4096)")
+    out: str = flag("out", "output directory: checkpoints, logs, metrics.jsonl, the exported model (local or gs://)")
+    steps: int = flag(600, "optimizer steps in all (a resumed run continues up to this)")
+    batch_size: int = flag(16, "global batch in sequences, split evenly across the replicas")
+    learning_rate: float = flag(0.0, "peak learning rate; 0 means the optimizer's default: "
+                                     "0.01 for Adafactor (relative to each weight's RMS), 1e-3 for Adam")
+    warmup_steps: int = flag(60, "steps of linear warmup before the cosine decay")
+    min_lr_ratio: float = flag(0.1, "the cosine decays to this fraction of the peak learning rate")
+    optimizer: str = flag("adafactor", "adafactor or adam (AdamW)")
+    weight_decay: float = flag(0.0, "decoupled weight decay")
+    grad_clip: float = flag(1.0, "clip gradients to this global norm (0: no clipping)")
+    precision: str = flag("float32", "float32, or bfloat16 (compute in bf16 with float32 weights: TPUs, recent GPUs)")
+    eval_interval: int = flag(100, "evaluate on the held-out split every this many steps")
+    eval_steps: int = flag(10, "batches per evaluation")
+    save_interval: int = flag(100, "checkpoint every this many steps")
+    log_interval: int = flag(20, "print and log every this many steps (a multiple of steps_per_loop)")
+    steps_per_loop: int = flag(10, "steps per call of the compiled training loop (TPUs: 50-100)")
+    seed: int = flag(0, "seed for initialisation, data order and dropout")
+    init_from: str = flag("", "start from this model directory (OpenAI's release or train.py's --out) to fine-tune")
+    tpu: str = flag("", "'' for none, 'local' for a TPU VM (Colab v5e-1, Kaggle v3-8), or a TPU's name")
+    sample_length: int = flag(200, "tokens to sample at the end (0: none)")
+    dry_run: bool = flag(False, "print parameters, FLOPs and memory for this config and batch, then exit")
+    eager: bool = flag(False, "run step by step without tf.function/XLA, to use a debugger (slow)")
+
+
+def parse_bool(text):
+    return text.lower() in ("1", "true", "yes")
+
+
+def parse_config(argv=None):
+    """--config (a preset name or a JSON file) sets gpt2.HParams and TrainConfig fields; flags override."""
+    parser = argparse.ArgumentParser(description="Train GPT-2 (offline quick start: no arguments).")
+    parser.add_argument("--config", default="mini",
+                        help=f"a model preset ({', '.join(gpt2.PRESETS)}) or a JSON file of HParams and TrainConfig fields")
+    model_help = {"n_vocab": "vocabulary size (set from the data)", "n_ctx": "context length",
+                  "n_embd": "width of the residual stream", "n_head": "attention heads",
+                  "n_layer": "transformer blocks", "dropout": "dropout rate in training"}
+    for field in dataclasses.fields(gpt2.HParams):
+        parser.add_argument(f"--{field.name}", type=field.type, default=None, help=f"model: {model_help[field.name]}")
+    for field in dataclasses.fields(TrainConfig):
+        is_bool = field.type is bool  # --dry_run alone means true; --dry_run false also works
+        parser.add_argument(f"--{field.name}", type=parse_bool if is_bool else field.type, default=None,
+                            nargs="?" if is_bool else None, const=True if is_bool else None,
+                            help=f"{field.metadata['help']} (default: {field.default!r})")
+    args = vars(parser.parse_args(argv))
+    values = {}
+    if args["config"] in gpt2.PRESETS:
+        values.update(dataclasses.asdict(gpt2.PRESETS[args["config"]]))
+    elif os.path.exists(args["config"]):
+        with open(args["config"]) as f:
+            values.update(json.load(f))
+        if "preset" in values:
+            values = {**dataclasses.asdict(gpt2.PRESETS[values.pop("preset")]), **values}
+    else:
+        parser.error(f"--config {args['config']}: neither a preset ({', '.join(gpt2.PRESETS)}) nor a JSON file")
+    values.update({k: v for k, v in args.items() if v is not None and k != "config"})
+    model_fields = {f.name for f in dataclasses.fields(gpt2.HParams)}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(values) - model_fields - train_fields
+    if unknown:
+        parser.error(f"unknown config field(s) {sorted(unknown)}")
+    hparams = gpt2.HParams(**{k: v for k, v in values.items() if k in model_fields})
+    config = TrainConfig(**{k: v for k, v in values.items() if k in train_fields})
+    return hparams, config
+
+
+def learning_rate_schedule(config):
+    """step -> learning rate: 1) linear warmup to the peak, 2) cosine decay to min_lr_ratio * peak
+    at the last step, 3) that floor afterwards. Works on Python numbers and on tensors."""
+    peak = config.learning_rate or (0.01 if config.optimizer == "adafactor" else 1e-3)
+    warmup, total, floor = config.warmup_steps, config.steps, config.min_lr_ratio * peak
+
+    def schedule(step):  # step counts from 1, as the optimizers do
+        step = tf.cast(step, tf.float32)
+        warm = peak * step / max(warmup, 1)
+        progress = tf.clip_by_value((step - warmup) / max(total - warmup, 1), 0.0, 1.0)
+        cosine = floor + 0.5 * (peak - floor) * (1 + tf.cos(math.pi * progress))
+        return tf.where(step < warmup, warm, cosine)
+    return schedule
+
+
+# ---- devices ---------------------------------------------------------------------------------
+
+def make_strategy(tpu):
+    """TPUStrategy for a TPU, MirroredStrategy for several GPUs, else the default (one device)."""
+    if tpu:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def measure_peak_flops(dtype=tf.float32, n=2048, seconds=1.0):
+    """The FLOP/s of this device on large matrix products: the ceiling MFU is measured against.
+    (On CPUs no spec sheet says what TensorFlow can reach; on GPUs and TPUs this is a bit below
+    the advertised peak, so the MFU shown is a bit above the spec-sheet MFU.)"""
+    a = tf.random.normal([n, n], dtype=tf.float32)
+    a = tf.cast(a, dtype)
+
+    @tf.function(jit_compile=True)
+    def products(x):
+        for _ in range(8):
+            x = tf.matmul(x, a) * 0.01  # scaled to stay finite
+        return x
+    products(a).numpy()  # compile
+    runs, start = 0, time.time()
+    while time.time() - start < seconds:
+        products(a).numpy()
+        runs += 1
+    return runs * 8 * 2 * n ** 3 / (time.time() - start)
+
+
+# ---- the compiled steps ------------------------------------------------------------------------
+
+class Trainer:
+    """Model, optimizer and the compiled training and evaluation loops, under one strategy."""
+
+    def __init__(self, hparams, config, strategy):
+        self.hparams, self.config, self.strategy = hparams, config, strategy
+        replicas = strategy.num_replicas_in_sync
+        if config.batch_size % replicas:
+            raise ValueError(f"--batch_size {config.batch_size} does not split evenly across {replicas} replicas")
+        self.per_replica = config.batch_size // replicas
+        dtype = tf.bfloat16 if config.precision == "bfloat16" else tf.float32
+        with strategy.scope():  # variables made here are mirrored on every replica
+            self.model = gpt2.GPT2(hparams, seed=config.seed, compute_dtype=dtype)
+            schedule = learning_rate_schedule(config)
+            if config.optimizer == "adafactor":
+                self.optimizer = Adafactor(schedule, weight_decay=config.weight_decay)
+            else:
+                self.optimizer = AdamW(schedule, weight_decay=config.weight_decay)
+            self.optimizer.build(self.model.trainable_variables)
+        self.schedule = schedule
+        # XLA compiles the whole replica step when there is one device (CPU, one GPU) and on
+        # TPUs (which compile everything anyway). Across several GPUs the all-reduce and the
+        # synchronised variable updates run outside XLA, and only the gradients are compiled.
+        whole = replicas == 1 or isinstance(strategy, tf.distribute.TPUStrategy)
+        jit = not config.eager
+        if jit and not whole:
+            self.gradients = tf.function(self.gradients, jit_compile=True)
+        self.replica_step = tf.function(self.replica_step, jit_compile=whole) if jit else self.replica_step
+        self.replica_loss = tf.function(self.replica_loss, jit_compile=True) if jit else self.replica_loss
+        if jit:  # the loops are compiled graphs (not XLA: they read the tf.data iterator)
+            self.train_loop = tf.function(self.train_loop)
+            self.eval_loop = tf.function(self.eval_loop)
+
+    def local_batch(self, batch):
+        """Every replica receives the global batch (B, T + 1) and takes its own rows of it."""
+        i = tf.distribute.get_replica_context().replica_id_in_sync_group
+        rows = batch[i * self.per_replica:(i + 1) * self.per_replica]
+        return tf.reshape(rows, [self.per_replica, batch.shape[1]])  # (B / replicas, T + 1), static
+
+    def gradients(self, batch, seed):
+        x, y = batch[:, :-1], batch[:, 1:]  # inputs and next-token targets, (b, T) each
+        with tf.GradientTape() as tape:
+            loss = gpt2.cross_entropy(self.model(x, training=True, seed=seed), y)
+            # Each replica averages over its own rows; summing the replicas' gradients of
+            # loss / replicas then gives the gradient of the mean over the global batch.
+            scaled = loss / self.strategy.num_replicas_in_sync
+        grads = tape.gradient(scaled, self.model.trainable_variables)
+        # The embeddings' gradients arrive as IndexedSlices (rows touched by tf.gather); dense
+        # tensors are what the all-reduce, the clipping and XLA handle best.
+        return loss, [tf.convert_to_tensor(g) for g in grads]
+
+    def replica_step(self, global_batch):
+        context = tf.distribute.get_replica_context()
+        step = self.optimizer.iterations
+        # Dropout's seed depends only on (seed, step, replica): a resumed run repeats it exactly.
+        seed = tf.stack([tf.cast(self.config.seed, tf.int64), step * 1000 + tf.cast(context.replica_id_in_sync_group, tf.int64)])
+        loss, grads = self.gradients(self.local_batch(global_batch), tf.cast(seed, tf.int32))
+        grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+        norm = tf.linalg.global_norm(grads)
+        if self.config.grad_clip > 0:
+            grads, _ = tf.clip_by_global_norm(grads, self.config.grad_clip, use_norm=norm)
+        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+        return loss, norm
+
+    def train_loop(self, iterator, steps):
+        """`steps` optimizer steps in one call: mean loss and last gradient norm."""
+        total, norm = tf.constant(0.0), tf.constant(0.0)
+        for _ in tf.range(steps):
+            loss, norm = self.strategy.run(self.replica_step, args=(next(iterator),))
+            total += self.strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None)
+        return total / tf.cast(steps, tf.float32), self.strategy.reduce(tf.distribute.ReduceOp.MEAN, norm, axis=None)
+
+    def replica_loss(self, global_batch):
+        batch = self.local_batch(global_batch)
+        return gpt2.cross_entropy(self.model(batch[:, :-1]), batch[:, 1:])
+
+    def eval_loop(self, iterator, steps):
+        total = tf.constant(0.0)
+        for _ in tf.range(steps):
+            loss = self.strategy.run(self.replica_loss, args=(next(iterator),))
+            total += self.strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None)
+        return total / tf.cast(steps, tf.float32)
+
+
+# ---- memory (for --dry_run) --------------------------------------------------------------
+
+def memory_report(hparams, config, replicas=1, hbm_gb=16.0):
+    """Bytes for weights, gradients, optimizer state and activations, per replica, as lines.
+
+    Activations follow Korthikanti et al. 2022 (arXiv 2205.05198, section 4.1): per layer
+    34*B*T*C + 5*nh*B*T^2 bytes in 16-bit precision without recomputation (twice in float32).
+    hbm_gb: one TPU v3 core has 16 GB, as in 2019.
+    """
+    C, T, L, nh = hparams.n_embd, hparams.n_ctx, hparams.n_layer, hparams.n_head
+    shapes = [[hparams.n_vocab, C], [T, C], [C], [C]] + L * [[C], [C], [C], [C], [C, 3 * C], [3 * C], [C, C], [C],
+                                                         [C, 4 * C], [4 * C], [4 * C, C], [C]]
+    n = gpt2.num_params(hparams)
+    assert sum(math.prod(s) for s in shapes) == n
+    b = config.batch_size // replicas
+    bytes_per = 2 if config.precision == "bfloat16" else 4
+    activations = L * (34 * b * T * C + 5 * nh * b * T * T) * bytes_per / 2
+    rows = [("weights (float32)", 4 * n), ("gradients (float32)", 4 * n),
+            ("Adam state (m, v)", 4 * optimizer_state_floats(shapes, "adam")),
+            ("Adafactor state (R, C)", 4 * optimizer_state_floats(shapes, "adafactor")),
+            (f"activations (batch {b} per replica)", activations)]
+    gb = 1e9
+    lines = [f"parameters: {n:,}   training FLOPs per token: {gpt2.flops_per_token(hparams):,}"]
+    lines += [f"  {name:<38} {value / gb:9.3f} GB" for name, value in rows]
+    for opt, state in (("adam", rows[2][1]), ("adafactor", rows[3][1])):
+        total = 8 * n + state
+        verdict = "fits" if total + activations <= hbm_gb * gb else "does NOT fit"
+        lines.append(f"  with {opt:<10}: weights + gradients + state {total / gb:7.2f} GB, + activations "
+                     f"{(total + activations) / gb:7.2f} GB: {verdict} in {hbm_gb:g} GB")
+    return lines
+
+
+# ---- the run -----------------------------------------------------------------------------------
+
+def prepare_data(config):
+    """Returns a prepared data directory: --data itself if data.py made it, else OUT/data."""
+    if tf.io.gfile.exists(os.path.join(config.data, "data.json")):
+        return config.data
+    path = os.path.join(config.out, "data")
+    facts_file = os.path.join(path, "data.json")
+    vocab = config.vocab or config.init_from or "4096"
+    if tf.io.gfile.exists(facts_file):
+        with tf.io.gfile.GFile(facts_file) as f:
+            facts = json.load(f)
+        if facts["source"] == config.data and (not vocab.isdigit() or facts["n_vocab"] == int(vocab)):
+            return path  # prepared by an earlier run of this command
+    print(f"preparing {config.data!r} in {path} (vocabulary: {vocab})")
+    data.prepare(config.data, path, vocab)
+    return path
+
+
+def check_paths(config):
+    """A TPU reached over the network (not 'local') reads and writes only gs:// paths."""
+    if config.tpu and config.tpu != "local":
+        for name in ("data", "out"):
+            value = getattr(config, name)
+            if not value.startswith("gs://") and (os.path.exists(value) or "/" in value or name == "out"):
+                raise ValueError(f"--{name} {value}: a remote TPU cannot read local files; use a gs:// path")
+    if config.init_from and not tf.io.gfile.isdir(config.init_from):
+        raise ValueError(f"--init_from {config.init_from}: no such directory")
+
+
+def train(hparams, config, strategy=None, log=print):
+    """Trains (or resumes) a run in config.out. Returns the Trainer."""
+    check_paths(config)
+    if config.eager:
+        tf.config.run_functions_eagerly(True)
+    strategy = strategy or make_strategy(config.tpu)
+    data_dir = prepare_data(config)
+    with tf.io.gfile.GFile(os.path.join(data_dir, "data.json")) as f:
+        facts = json.load(f)
+    if config.init_from:
+        hparams = dataclasses.replace(gpt2.load_hparams(config.init_from), dropout=hparams.dropout)
+    hparams = dataclasses.replace(hparams, n_vocab=facts["n_vocab"])
+    trainer = Trainer(hparams, config, strategy)
+    model, optimizer = trainer.model, trainer.optimizer
+    if config.init_from:
+        pretrained = gpt2.load(config.init_from)
+        for v, w in zip(model.variables, pretrained.variables):
+            v.assign(w)
+
+    train_data = data.dataset(data_dir, "train", config.batch_size, hparams.n_ctx, seed=config.seed)
+    val_split = "val" if facts["val_tokens"] > 0 else "train"
+    val_data = data.dataset(data_dir, val_split, config.batch_size, hparams.n_ctx, seed=config.seed + 1)
+    train_iterator = iter(train_data)
+    # Everything a resumed run needs: weights, optimizer state (its step count included) and
+    # the data position. Dropout's randomness is a function of the step, so no RNG state.
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, data=train_iterator)
+    manager = tf.train.CheckpointManager(checkpoint, os.path.join(config.out, "checkpoints"), max_to_keep=3)
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint)
+        log(f"resumed from {manager.latest_checkpoint} at step {int(optimizer.iterations)}")
+    tf.io.gfile.makedirs(config.out)
+    with tf.io.gfile.GFile(os.path.join(config.out, "config.json"), "w") as f:
+        json.dump({**dataclasses.asdict(hparams), **dataclasses.asdict(config)}, f, indent=1)
+
+    tokens_per_step = config.batch_size * hparams.n_ctx
+    peak = measure_peak_flops(trainer.model.compute_dtype) * strategy.num_replicas_in_sync
+    log(f"{gpt2.num_params(hparams):,} parameters, {strategy.num_replicas_in_sync} replica(s), "
+        f"{tokens_per_step:,} tokens per step, device peak {peak / 1e9:.0f} GFLOP/s (measured)")
+    writer = tf.summary.create_file_writer(os.path.join(config.out, "logs"))
+    metrics = tf.io.gfile.GFile(os.path.join(config.out, "metrics.jsonl"), "a")
+    step = int(optimizer.iterations)
+    start_step, start_time = step, time.time()
+    window_start, window_steps, window_loss = time.time(), 0, 0.0
+    try:
+        while step < config.steps:
+            n = min(config.steps_per_loop, config.steps - step)
+            loss, norm = trainer.train_loop(train_iterator, tf.constant(n))
+            loss = float(loss)
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss} in steps {step + 1}..{step + n}; stopping. The last good "
+                                         f"checkpoint is {manager.latest_checkpoint} (try a lower --learning_rate)")
+            step += n
+            window_steps += n
+            window_loss += loss * n
+            record = {}
+            if step % config.log_interval < n or step == config.steps:
+                elapsed = time.time() - window_start
+                tokens_per_sec = window_steps * tokens_per_step / elapsed
+                mfu = tokens_per_sec * gpt2.flops_per_token(hparams) / peak
+                record = {"step": step, "train_loss": window_loss / window_steps,
+                          "learning_rate": float(trainer.schedule(step)), "grad_norm": float(norm),
+                          "tokens_per_sec": tokens_per_sec, "mfu": mfu}
+                remaining = (config.steps - step) * (time.time() - start_time) / (step - start_step)
+                log(f"step {step:6d} | loss {record['train_loss']:.4f} | lr {record['learning_rate']:.2e} | "
+                    f"{tokens_per_sec:8.0f} tok/s | MFU {100 * mfu:4.1f}% | {remaining / 60:5.1f} min left")
+                window_start, window_steps, window_loss = time.time(), 0, 0.0
+            if step % config.eval_interval < n or step == config.steps:
+                record["step"] = step
+                record["val_loss"] = float(trainer.eval_loop(iter(val_data), tf.constant(config.eval_steps)))
+                log(f"step {step:6d} | val loss {record['val_loss']:.4f} ({val_split} split)")
+            if record:
+                metrics.write(json.dumps(record) + "\n")
+                metrics.flush()
+                with writer.as_default(step=step):
+                    for key, value in record.items():
+                        if key != "step":
+                            tf.summary.scalar(key, value)
+            if step % config.save_interval < n or step == config.steps:
+                manager.save(checkpoint_number=step)
+    except KeyboardInterrupt:
+        manager.save(checkpoint_number=int(optimizer.iterations))
+        log(f"\ninterrupted: saved step {int(optimizer.iterations)} to {manager.latest_checkpoint}; "
+            "run the same command again to resume")
+        raise
+    finally:
+        metrics.close()
+    gpt2.save(model, config.out)  # OpenAI's layout, for sample.py --model OUT and other tools
+    for name in ("encoder.json", "vocab.bpe"):
+        tf.io.gfile.copy(os.path.join(data_dir, name), os.path.join(config.out, name), overwrite=True)
+    return trainer
+
+
+def main(argv=None):
+    hparams, config = parse_config(argv)
+    if config.optimizer not in ("adafactor", "adam"):
+        sys.exit(f"error: --optimizer {config.optimizer}: use adafactor or adam")
+    if config.precision not in ("float32", "bfloat16"):
+        sys.exit(f"error: --precision {config.precision}: use float32 or bfloat16")
+    if config.log_interval % config.steps_per_loop:
+        config.log_interval = max(config.steps_per_loop, config.log_interval // config.steps_per_loop * config.steps_per_loop)
+    if config.dry_run:
+        print("\n".join(memory_report(hparams, config)))
+        return
+    try:
+        trainer = train(hparams, config)
+    except (ValueError, FloatingPointError) as e:
+        sys.exit(f"error: {e}")
+    except KeyboardInterrupt:
+        sys.exit(130)
+    print(f"saved the model to {config.out}")
+    if config.sample_length:
+        encoder = data.Encoder.load(config.out)
+        tokens = sample.generate(trainer.model, [[encoder.eot]], config.sample_length, top_k=40, seed=config.seed)
+        print("-" * 80 + "\n" + encoder.decode(tokens[0].tolist()) + "\n" + "-" * 80)
+
+
+if __name__ == "__main__":
+    main()
