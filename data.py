@@ -437,7 +437,7 @@ def prepare(source, out, vocab=50257, val_fraction=0.005, processes=None, vocab_
 
 # ---- token shards -> tf.data -----------------------------------------------------------------
 
-def dataset(path, split, batch_size, n_ctx, seed=0, input_context=None, shuffle_buffer=1024):
+def dataset(path, split, batch_size, n_ctx, seed=0, input_context=None, shuffle_buffer=1024, piece_windows=256):
     """A repeating tf.data.Dataset of int32 windows [batch_size, n_ctx + 1] from prepared shards.
 
     Each window is n_ctx + 1 consecutive tokens: inputs window[:, :-1], targets window[:, 1:].
@@ -456,15 +456,26 @@ def dataset(path, split, batch_size, n_ctx, seed=0, input_context=None, shuffle_
     if sum(size // window_bytes for size in sizes) < batch_size:
         raise ValueError(f"the {split} split of {path} has {facts[f'{split}_tokens']:,} tokens, "
                          f"too few for one batch of {batch_size} x {n_ctx + 1}")
-    # The tail of each shard that does not fill a whole window is skipped as a "footer".
-    ds = tf.data.Dataset.from_tensor_slices((files, tf.constant([s % window_bytes for s in sizes], tf.int64)))
+    # Shards are cut into pieces of `piece_windows` windows, and 16 pieces, from anywhere in the
+    # corpus, are read at once, a window from each in turn. Text is very local (one file of
+    # tables, one long play), so this, not the shuffle buffer, is what mixes the corpus.
+    # A piece is a byte range of a shard: FixedLengthRecordDataset skips `header` bytes before
+    # it and `footer` bytes after it (the footer also drops the shard's last partial window).
+    pieces = []  # (file, header bytes, footer bytes)
+    for file, size in zip(files, sizes):
+        n_windows = size // window_bytes
+        for start in range(0, n_windows, piece_windows):
+            end = min(start + piece_windows, n_windows)
+            pieces.append((file, start * window_bytes, size - end * window_bytes))
+    files, headers, footers = zip(*pieces)
+    ds = tf.data.Dataset.from_tensor_slices((list(files), tf.constant(headers, tf.int64), tf.constant(footers, tf.int64)))
     if input_context is not None and input_context.num_input_pipelines > 1:
         ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
         batch_size = input_context.get_per_replica_batch_size(batch_size) * \
             (input_context.num_replicas_in_sync // input_context.num_input_pipelines)
-    ds = ds.shuffle(len(files), seed=seed).repeat()  # a new file order every epoch
-    ds = ds.interleave(lambda f, tail: tf.data.FixedLengthRecordDataset(f, window_bytes, footer_bytes=tail),
-                       cycle_length=1)
+    ds = ds.shuffle(len(pieces), seed=seed).repeat()  # a new order of pieces every epoch
+    ds = ds.interleave(lambda file, header, footer: tf.data.FixedLengthRecordDataset(
+        file, window_bytes, header_bytes=header, footer_bytes=footer), cycle_length=16, block_length=1)
     ds = ds.shuffle(shuffle_buffer, seed=seed)
     ds = ds.map(lambda record: tf.reshape(tf.cast(tf.io.decode_raw(record, tf.uint16), tf.int32), [n_ctx + 1]))
     ds = ds.batch(batch_size, drop_remainder=True)  # (B, n_ctx + 1)

@@ -8,9 +8,11 @@ import numpy as np
 import tensorflow as tf
 
 
-def random_openai_checkpoint(path, hparams, seed=0):
+def random_openai_checkpoint(path, hparams, seed=0, position_scale=0.1):
     """Writes hparams.json and model.ckpt.* in OpenAI's layout with random weights (SaveV2).
-    Every tensor is random, gains and biases too, so a swapped or misread name shows."""
+    Every tensor is random, gains and biases too, so a swapped or misread name shows.
+    A large position_scale makes the position drive the prediction, so that a greedy
+    continuation of a random model wanders instead of repeating one token."""
     rng = np.random.default_rng(seed)
     V, T, C, L = hparams["n_vocab"], hparams["n_ctx"], hparams["n_embd"], hparams["n_layer"]
     shapes = {"model/wte": [V, C], "model/wpe": [T, C], "model/ln_f/g": [C], "model/ln_f/b": [C]}
@@ -24,6 +26,7 @@ def random_openai_checkpoint(path, hparams, seed=0):
     params = {}
     for name, shape in shapes.items():
         scale = 0.1 if name.endswith(("/w", "wte", "wpe")) else 0.5
+        scale = position_scale if name == "model/wpe" else scale
         params[name] = (rng.standard_normal(shape) * scale + (1.0 if name.endswith("/g") else 0.0)).astype(np.float32)
     os.makedirs(path, exist_ok=True)
     with open(os.path.join(path, "hparams.json"), "w") as f:

