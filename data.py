@@ -15,6 +15,7 @@ kind (GPT-2 has none: every string round-trips through its bytes).
 import argparse
 import glob
 import heapq
+import itertools
 import json
 import multiprocessing
 import os
@@ -34,15 +35,18 @@ import tensorflow as tf  # noqa: E402
 # GPT-2's split pattern (OpenAI's encoder.py). Text is cut into chunks first and BPE never
 # merges across chunk boundaries, so " dog." can never become one token. Reading it piece by
 # piece:
-#   's|'t|'re|'ve|'m|'ll|'d   English contractions (only these, and only lowercase)
+#   '(?:[sdmt]|ll|ve|re)      English contractions 's 't 're 've 'm 'll 'd (only lowercase)
 #    ?\p{L}+                  a run of letters, with at most one leading space
 #    ?\p{N}+                  a run of digits, likewise
 #    ?[^\s\p{L}\p{N}]+        a run of punctuation/symbols, likewise
 #   \s+(?!\S)                 whitespace, but leave the last space to start the next word
 #   \s+                       any remaining whitespace (at the end of the text)
 # So in short: words carry their leading space, and spaces otherwise stay together.
-GPT2_SPLIT = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
+# OpenAI spells the contractions 's|'t|'re|'ve|'m|'ll|'d; the grouped form matches the same
+# strings (none is a prefix of another) and runs about 10% faster.
+GPT2_SPLIT = regex.compile(r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
 EOT = "<|endoftext|>"
+NO_MERGE = sys.maxsize  # the "rank" of a pair that is not a merge
 
 
 def bytes_to_unicode():
@@ -80,10 +84,15 @@ class Encoder:
     def __init__(self, token_bytes, merges, eot):
         self.token_bytes = token_bytes  # list: id -> bytes, e.g. [b'!', b'"', ...]
         self.merges = merges  # (int, int) -> (rank, int): pair -> its rank and the merged id
+        self.ranks = {pair: rank for pair, (rank, _) in merges.items()}  # (int, int) -> rank
+        self.merged = {rank: new_id for rank, new_id in merges.values()}  # rank -> merged id
+        self.token_ids = {t: i for i, t in enumerate(token_bytes) if i != eot}  # bytes -> id
         self.eot = eot  # id of <|endoftext|>
         self.n_vocab = len(token_bytes)
         ids = {t: i for i, t in enumerate(token_bytes[:256])}
-        self.byte_ids = [ids[bytes([b])] for b in range(256)]  # raw byte value -> its token id
+        # raw byte value -> its token id, as a bytes.translate table: the ids of the 256 byte
+        # tokens are 0..255 too, so one C call maps a whole chunk
+        self.byte_ids = bytes(ids[bytes([b])] for b in range(256))
         self.cache = {}  # text chunk -> list of ids; most words recur, so this is the speed-up
 
     # ---- encoding and decoding ----------------------------------------------------------
@@ -92,33 +101,42 @@ class Encoder:
         """Encodes one chunk (a piece of GPT2_SPLIT) by merging pairs in order of rank.
 
         Like GPT-2: start from the bytes, find the adjacent pair that was learned earliest
-        (lowest rank), merge every occurrence of it, repeat until no pair is a merge.
+        (lowest rank) and merge it; repeat until no adjacent pair is a merge. Merging one
+        occurrence at a time is the same as merging all of them at once: a pair that contains
+        the new token was learned later, so the next lowest rank is the same pair again.
         With verbose=True it prints each step, e.g. for ' lower' in GPT-2's vocabulary:
-        [' ', 'l', 'o', 'w', 'e', 'r'] -> [' l', 'o', 'w', 'e', 'r'] -> ... -> [' lower'].
+        [' ', 'l', 'o', 'w', 'er'] -> [' l', 'o', 'w', 'er'] -> ... -> [' lower'].
         """
-        ids = [self.byte_ids[b] for b in chunk.encode("utf-8")]
-        while len(ids) >= 2:
-            pairs = set(zip(ids, ids[1:]))
-            best = min(pairs, key=lambda p: self.merges.get(p, (float("inf"),))[0])
-            if best not in self.merges:
+        raw = chunk.encode("utf-8")
+        if raw in self.token_ids and not verbose:
+            return [self.token_ids[raw]]  # the chunk is one token (" the"): tiktoken's shortcut too
+        ids = list(raw.translate(self.byte_ids))  # each byte's token id
+        ranks, merged = self.ranks, self.merged
+        pair_ranks = [ranks.get(pair, NO_MERGE) for pair in zip(ids, ids[1:])]  # pair_ranks[i]: (ids[i], ids[i+1])
+        while pair_ranks:
+            rank = min(pair_ranks)
+            if rank == NO_MERGE:
                 break  # no adjacent pair was ever merged: done
-            ids = merge_pair(ids, best, self.merges[best][1])
+            i = pair_ranks.index(rank)  # its leftmost occurrence
+            ids[i:i + 2] = [merged[rank]]
+            del pair_ranks[i]
+            if i > 0:  # only the pairs next to the new token change
+                pair_ranks[i - 1] = ranks.get((ids[i - 1], ids[i]), NO_MERGE)
+            if i < len(ids) - 1:
+                pair_ranks[i] = ranks.get((ids[i], ids[i + 1]), NO_MERGE)
             if verbose:
-                print([self.token_bytes[i].decode("utf-8", "replace") for i in ids])
+                print([self.token_bytes[t].decode("utf-8", "replace") for t in ids])
         return ids
 
     def encode(self, text):
         """str -> list of ids. <|endoftext|> in the text is encoded as ordinary text."""
-        ids = []
-        cache = self.cache
-        if len(cache) > 1_000_000:  # bound the memory on corpora of billions of words
-            cache.clear()
-        for chunk in GPT2_SPLIT.findall(text):
-            chunk_ids = cache.get(chunk)
-            if chunk_ids is None:
-                chunk_ids = cache[chunk] = self.bpe(chunk)
-            ids.extend(chunk_ids)
-        return ids
+        chunks = GPT2_SPLIT.findall(text)
+        if len(self.cache) > 1_000_000:  # bound the memory on corpora of billions of words
+            self.cache.clear()
+        for chunk in set(chunks):  # run BPE once per new chunk; most words recur
+            if chunk not in self.cache:
+                self.cache[chunk] = self.bpe(chunk)
+        return list(itertools.chain.from_iterable(map(self.cache.__getitem__, chunks)))
 
     def decode(self, ids):
         """list of ids -> str. A cut inside a multi-byte character becomes U+FFFD, as in GPT-2."""

@@ -12,6 +12,7 @@ import sysconfig
 import time
 
 import numpy as np
+import regex
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -75,33 +76,49 @@ class OpenAIReference:
         merges = open(os.path.join(vocab_dir, "vocab.bpe"), encoding="utf-8").read().split("\n")[1:-1]
         self.ranks = {tuple(m.split()): i for i, m in enumerate(merges)}
         self.cache = {}
+        self.pattern = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
+
+    @staticmethod
+    def get_pairs(word):
+        pairs, previous = set(), word[0]
+        for symbol in word[1:]:
+            pairs.add((previous, symbol))
+            previous = symbol
+        return pairs
 
     def bpe(self, token):
         if token in self.cache:
             return self.cache[token]
         word = tuple(token)
-        pairs = {(a, b) for a, b in zip(word, word[1:])}
-        while pairs:
+        pairs = self.get_pairs(word)
+        while len(word) > 1:
             first, second = min(pairs, key=lambda p: self.ranks.get(p, float("inf")))
             if (first, second) not in self.ranks:
                 break
             merged, i = [], 0
-            while i < len(word):
-                if i < len(word) - 1 and word[i] == first and word[i + 1] == second:
+            while i < len(word):  # jump from one occurrence of `first` to the next
+                try:
+                    j = word.index(first, i)
+                except ValueError:
+                    merged.extend(word[i:])
+                    break
+                merged.extend(word[i:j])
+                i = j
+                if i < len(word) - 1 and word[i + 1] == second:
                     merged.append(first + second)
                     i += 2
                 else:
                     merged.append(word[i])
                     i += 1
             word = tuple(merged)
-            pairs = {(a, b) for a, b in zip(word, word[1:])}
+            pairs = self.get_pairs(word) if len(word) > 1 else set()
         result = " ".join(word)
         self.cache[token] = result
         return result
 
     def encode(self, text):
         ids = []
-        for chunk in data.GPT2_SPLIT.findall(text):
+        for chunk in self.pattern.findall(text):
             chunk = "".join(data.BYTE_TO_CHAR[b] for b in chunk.encode("utf-8"))
             ids.extend(self.encoder[t] for t in self.bpe(chunk).split(" "))
         return ids
