@@ -2,8 +2,8 @@
 Generating text with GPT-2, and scoring text (loss and perplexity) with it.
 
 Generation runs as one compiled loop (`tf.while_loop` in a `tf.function`) with a KV cache:
-the keys and values of every earlier position are kept, in a tensor of fixed shape
-(n_layer, 2, B, nh, n_ctx, hs), so each new token costs one pass of one token through the
+the keys and values of every earlier position are kept, in tensors of fixed shape
+(B, nh, n_ctx, hs), two per layer, so each new token costs one pass of one token through the
 network, and the loop is traced once per shape and reused across calls.
 
 Sampling controls: temperature (flatten or sharpen the distribution), top-k (keep the k most
@@ -91,7 +91,8 @@ def generation_loop(model, B, T, length, temperature, top_k, top_p, stop_at_eot,
         def rebuild():  # the cache is full: restart it from the last `keep` tokens before n - 1
             _, fresh = model.decode(tf.slice(tokens, [0, n - 1 - keep], [B, keep]), model.empty_cache(B), 0)
             return fresh, tf.constant(keep)
-        cache, pos = tf.cond(pos >= n_ctx, rebuild, lambda: (cache, pos))
+        if T + length > n_ctx:  # (decided when tracing: a text that fits never slides)
+            cache, pos = tf.cond(pos >= n_ctx, rebuild, lambda: (cache, pos))
         logits, cache = model.decode(tf.slice(tokens, [0, n - 1], [B, 1]), cache, pos)  # (B, 1, V)
         return logits[:, 0], cache, pos + 1
 

@@ -351,11 +351,13 @@ class Trainer:
 
     def train_loop(self, iterator, steps):
         """`steps` optimizer steps in one call: mean loss and last gradient norm."""
+        mean = tf.distribute.ReduceOp.MEAN
         total, norm = tf.constant(0.0), tf.constant(0.0)
         for _ in tf.range(steps):
-            loss, norm = self.strategy.run(self.replica_step, args=(next(iterator),))
-            total += self.strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None)
-        return total / tf.cast(steps, tf.float32), self.strategy.reduce(tf.distribute.ReduceOp.MEAN, norm, axis=None)
+            loss, replica_norm = self.strategy.run(self.replica_step, args=(next(iterator),))
+            total += self.strategy.reduce(mean, loss, axis=None)
+            norm = self.strategy.reduce(mean, replica_norm, axis=None)  # the same on every replica
+        return total / tf.cast(steps, tf.float32), norm
 
     def replica_loss(self, global_batch):
         batch = self.local_batch(global_batch)
@@ -462,6 +464,7 @@ def train(hparams, config, strategy=None, log=print):
         checkpoint.restore(manager.latest_checkpoint)
         log(f"resumed from {manager.latest_checkpoint} at step {int(optimizer.iterations)}")
     tf.io.gfile.makedirs(config.out)
+    gpt2.save_hparams(hparams, config.out)  # so gpt2.load(OUT) reads the checkpoints of a run in progress
     with tf.io.gfile.GFile(os.path.join(config.out, "config.json"), "w") as f:
         json.dump({**dataclasses.asdict(hparams), **dataclasses.asdict(config)}, f, indent=1)
 
