@@ -14,6 +14,7 @@ Shape letters as in gpt2.py: B batch, T time, V vocabulary.
 Left out: beam search, repetition penalties, and streaming tokens out while they are generated.
 """
 import argparse
+import functools
 import glob
 import json
 import math
@@ -164,7 +165,9 @@ def generate(model, context, length, temperature=1.0, top_k=0, top_p=1.0, seed=N
     functions = _compiled.setdefault(model, {})
     if key not in functions:
         run = generation_loop(model, B, T, length, temperature, top_k, top_p, stop_at_eot, use_cache, eot)
-        functions[key] = tf.function(run, jit_compile=xla)
+        # functools.partial: TensorFlow counts traces per code object, and every `run` shares
+        # one; wrapped, each setting counts on its own and no "retracing" warning is printed.
+        functions[key] = tf.function(functools.partial(run), jit_compile=xla)
     seed = random.randrange(2 ** 31) if seed is None else seed
     return functions[key](tf.constant(context), tf.constant([seed, 0], tf.int32)).numpy()
 
