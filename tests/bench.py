@@ -1,6 +1,6 @@
 """Speed and memory figures, run by hand (not by pytest): python tests/bench.py [part ...]
 
-Parts: tokenizer, bpe, train, sample (default: all). Each figure is printed with the ratio to
+Parts: tokenizer, bpe, train, sample, quality (default: all). Each figure is printed with the ratio to
 its reference, measured in the same run on the same machine. PyTorch comparisons run when
 torch is installed (pip install torch==2.13.0); otherwise they say so.
 """
@@ -318,8 +318,40 @@ def torch_generate_ms(torch, h, context, length):
     return 1000 * best_of(run, repeat=2) / length
 
 
+# ---- quality: Adafactor's defaults against tuned AdamW ------------------------------------------
+
+def bench_quality(steps=400):
+    """Held-out loss of the 'tiny' shape on English prose with GPT-2's vocabulary: Adafactor with
+    train.py's defaults against AdamW at three peak learning rates (the best one is "tuned"),
+    at the same steps, batch and cosine schedule."""
+    import tempfile
+    folder = tempfile.mkdtemp()
+    text = english_prose(6_000_000)
+    documents = text.split("\n\n")
+    for i in range(0, len(documents), 200):  # files of 200 docstrings: whole-file held-out split
+        with open(os.path.join(folder, f"{i // 200:04d}.txt"), "w") as f:
+            f.write("\n\n".join(documents[i:i + 200]))
+    prepared = os.path.join(folder, "prepared")
+    facts = data.prepare(os.path.join(folder, "*.txt"), prepared, gpt2_vocab_dir(), val_fraction=0.05)
+    print(f"quality: English prose, {facts['train_tokens']:,} training and {facts['val_tokens']:,} held-out tokens, "
+          f"GPT-2's vocabulary, 'tiny' shape with n_ctx 128, batch 16, {steps} steps")
+    h = gpt2.HParams(n_vocab=50257, n_ctx=128, n_embd=128, n_head=4, n_layer=2)
+    runs = [("adafactor", 0.0)] + [("adam", lr) for lr in (3e-4, 1e-3, 3e-3)]
+    for optimizer, lr in runs:
+        config = train.TrainConfig(data=prepared, out=os.path.join(folder, f"{optimizer}-{lr}"), optimizer=optimizer,
+                                   learning_rate=lr, steps=steps, batch_size=16, eval_interval=100, eval_steps=20,
+                                   log_interval=100, save_interval=steps, warmup_steps=40, sample_length=0)
+        train.train(h, config, log=lambda *a: None)
+        import json
+        records = [json.loads(line) for line in open(os.path.join(config.out, "metrics.jsonl"))]
+        curve = [f"{r['val_loss']:.3f}" for r in records if "val_loss" in r]
+        label = f"{optimizer} (default 0.01)" if optimizer == "adafactor" else f"adamw lr {lr:g}"
+        print(f"  {label:<24} held-out loss at steps 100..{steps}: {' '.join(curve)}")
+
+
 if __name__ == "__main__":
-    parts = sys.argv[1:] or ["tokenizer", "bpe", "train", "sample"]
+    parts = sys.argv[1:] or ["tokenizer", "bpe", "train", "sample", "quality"]
     for part in parts:
-        {"tokenizer": bench_tokenizer, "bpe": bench_bpe, "train": bench_train, "sample": bench_sample}[part]()
+        {"tokenizer": bench_tokenizer, "bpe": bench_bpe, "train": bench_train, "sample": bench_sample,
+         "quality": bench_quality}[part]()
         print()
