@@ -357,6 +357,7 @@ def _init_worker(encoder):
 
 
 def _encode_file(path):
+    """In a worker: one file -> its tokens, as uint16 (half the memory of int32 to send back)."""
     return np.array(_worker_encoder.encode(read_text(path)), dtype=np.uint16)
 
 
@@ -368,12 +369,18 @@ def split_documents(files, val_fraction, seed=0):
     """
     if val_fraction <= 0 or len(files) == 1:
         return files, []
+    # A seeded sample: the same corpus always gives the same split, run after run.
     val = set(random.Random(seed).sample(files, max(1, round(val_fraction * len(files)))))
     return [f for f in files if f not in val], [f for f in files if f in val]
 
 
 class ShardWriter:
-    """Appends tokens to OUT/{split}_000000.bin, _000001.bin, ..., SHARD_TOKENS each."""
+    """Appends tokens to OUT/{split}_000000.bin, _000001.bin, ..., SHARD_TOKENS each.
+
+    Documents are kept in memory until a shard is full, then written in one piece, so a shard
+    on gs:// is one upload. A document may span two shards; the reader does not mind, since it
+    reads windows of tokens, not documents.
+    """
 
     def __init__(self, out, split, eot):
         self.out, self.split, self.eot = out, split, eot
@@ -405,6 +412,8 @@ def prepare(source, out, vocab=50257, val_fraction=0.005, processes=None, vocab_
     """
     files = corpus_files(source)
     train_files, val_files = split_documents(files, val_fraction)
+    # 1. The vocabulary: GPT-2's (or any saved one), or learned here from the training documents
+    #    only, so that the held-out split stays unseen. A sample of 20 MB is plenty for BPE.
     if isinstance(vocab, int) or str(vocab).isdigit():
         texts, size = [], 0
         for path in train_files:
@@ -424,6 +433,8 @@ def prepare(source, out, vocab=50257, val_fraction=0.005, processes=None, vocab_
         tf.io.gfile.remove(os.path.join(out, "data.json"))  # the directory is incomplete until the end
     encoder.save(out)
 
+    # 2. Tokenize every file in worker processes (BPE is pure Python: one core each) and append
+    #    each document's tokens, in file order, to its split's shards.
     writers = {"train": ShardWriter(out, "train", encoder.eot), "val": ShardWriter(out, "val", encoder.eot)}
     jobs = [(path, "train") for path in train_files] + [(path, "val") for path in val_files]
     one_document = len(files) == 1
@@ -444,6 +455,7 @@ def prepare(source, out, vocab=50257, val_fraction=0.005, processes=None, vocab_
                      f"{n_bytes / 1e6 / (time.time() - start):.1f} MB/s", done=done == len(jobs))
     for writer in writers.values():
         writer.flush()
+    # 3. data.json last: its presence says every shard above is complete.
     facts = {"source": source, "n_vocab": encoder.n_vocab, "eot": encoder.eot,
              **{f"{s}_{k}": getattr(w, k) for s, w in writers.items() for k in ("tokens", "documents", "shards")}}
     if facts["train_tokens"] <= 1:
@@ -503,6 +515,8 @@ def dataset(path, split, batch_size, n_ctx, seed=0, input_context=None, shuffle_
 # ---- command line ------------------------------------------------------------------------------
 
 def main(argv=None):
+    """python data.py: prepare a corpus for train.py (which also calls prepare() itself when
+    --data is not a prepared directory). Prints data.json's facts when done."""
     parser = argparse.ArgumentParser(description="Tokenize text files into uint16 token shards for training.")
     parser.add_argument("--input", default="stdlib",
                         help="'stdlib' (offline, default), 'shakespeare' (downloads once), or a glob of text files")

@@ -388,6 +388,8 @@ def load(path, compute_dtype=tf.float32):
 
 def restore_openai(model, prefix):
     """Copies each tensor of a name-based checkpoint into the variable of the same name."""
+    # A name-based (TF1-style) checkpoint is a table of named tensors: the reader gives any
+    # tensor by its name, without the graph that wrote it. OpenAI's .meta file is not needed.
     reader = tf.train.load_checkpoint(prefix)
     shapes = reader.get_variable_to_shape_map()  # name -> shape, e.g. 'model/wte' -> [50257, 768]
     for v in model.variables:
@@ -417,8 +419,8 @@ def download(name, path):
         target = os.path.join(path, file)
         if os.path.exists(target):
             continue
-        partial = target + ".part"
-        start = os.path.getsize(partial) if os.path.exists(partial) else 0
+        partial = target + ".part"  # renamed to target only when complete
+        start = os.path.getsize(partial) if os.path.exists(partial) else 0  # bytes already here
         request = urllib.request.Request(f"{OPENAI_URL}/{name}/{file}", headers={"Range": f"bytes={start}-"})
         try:
             with urllib.request.urlopen(request, timeout=60) as response:

@@ -55,14 +55,15 @@ def top_p_filter(logits, p):
 
 def choose(logits, temperature, top_k, top_p, seed):
     """One token per row from logits (B, V). temperature 0 or top_k 1 is greedy (argmax)."""
-    if temperature == 0 or top_k == 1:
+    if temperature == 0 or top_k == 1:  # Python values: decided once, when tracing
         return tf.argmax(logits, axis=-1, output_type=tf.int32)
     logits = logits / temperature
     if top_k > 0:
         logits = top_k_filter(logits, top_k)
     if top_p < 1:
         logits = top_p_filter(logits, top_p)
-    return tf.random.stateless_categorical(logits, 1, seed, dtype=tf.int32)[:, 0]
+    # stateless: the draw depends on the seed alone, not on how often sampling ran before
+    return tf.random.stateless_categorical(logits, 1, seed, dtype=tf.int32)[:, 0]  # (B,)
 
 
 # ---- the generation loop ---------------------------------------------------------------------
@@ -84,7 +85,7 @@ def generation_loop(model, B, T, length, temperature, top_k, top_p, stop_at_eot,
 
     def step_logits(tokens, n, cache, pos):
         """Logits (B, V) for the token after tokens[:, :n], and the updated cache and pos."""
-        if not use_cache:
+        if not use_cache:  # recompute everything: the last `window` tokens, ending at n
             start = tf.maximum(0, n - window)
             logits = model(tf.slice(tokens, [0, start], [B, window]))  # (B, window, V)
             return tf.gather(logits, n - 1 - start, axis=1), cache, pos
@@ -98,6 +99,8 @@ def generation_loop(model, B, T, length, temperature, top_k, top_p, stop_at_eot,
         return logits[:, 0], cache, pos + 1
 
     def run(context, seed):
+        # Loop state: i new tokens so far, the text buffer, the logits for token T + i, the
+        # cache and its fill level pos, and which rows have ended (stop_at_eot).
         tokens = tf.concat([context, tf.zeros([B, length], tf.int32)], axis=1)  # (B, T + length)
         done = tf.zeros([B], tf.bool)
         cache = model.empty_cache(B) if use_cache else tf.zeros([])
@@ -109,10 +112,12 @@ def generation_loop(model, B, T, length, temperature, top_k, top_p, stop_at_eot,
             first, _, pos = step_logits(tokens, tf.constant(T), cache, tf.constant(0))
 
         def body(i, tokens, logits, cache, pos, done):
+            # Each step has its own seed (seed folded with i): the same seed, the same text.
             token = choose(logits, temperature, top_k, top_p, tf.random.experimental.stateless_fold_in(seed, i))
             token = tf.where(done, eot, token)  # a finished row only repeats <|endoftext|>
             if stop_at_eot:
                 done = done | (token == eot)
+            # write token (B,) into column T + i of the buffer (B, T + length)
             tokens = tf.tensor_scatter_nd_update(tokens, tf.stack([tf.range(B), tf.fill([B], T + i)], axis=1), token)
             logits, cache, pos = tf.cond(i + 1 < length, lambda: step_logits(tokens, T + i + 1, cache, pos),
                                          lambda: (logits, cache, pos))
@@ -121,6 +126,8 @@ def generation_loop(model, B, T, length, temperature, top_k, top_p, stop_at_eot,
         def more(i, tokens, logits, cache, pos, done):
             return (i < length) & ~tf.reduce_all(done)
 
+        # tf.while_loop, not a Python loop: one compiled loop of `length` steps, whatever the
+        # length, and it can stop early (more() is checked before every step).
         _, tokens, *_ = tf.while_loop(more, body, (tf.constant(0), tokens, first, cache, pos, done))
         out = tokens[:, T:]  # (B, length)
         if stop_at_eot:  # rows (or the whole loop) that stopped early: fill with <|endoftext|>
@@ -159,6 +166,8 @@ def generate(model, context, length, temperature=1.0, top_k=0, top_p=1.0, seed=N
     if context.min() < 0 or context.max() >= model.hparams.n_vocab:
         raise ValueError(f"context has token ids outside [0, {model.hparams.n_vocab})")
     B, T = context.shape
+    # Subtle: the vocabularies here (GPT-2's and those data.Encoder.train makes) put <|endoftext|>
+    # last, so the model knows its id without an encoder.
     eot = model.hparams.n_vocab - 1  # <|endoftext|> is the last id, in GPT-2 and in our vocabularies
     xla = default_xla() if xla is None else xla
     key = (B, T, length, float(temperature), int(top_k), float(top_p), stop_at_eot, use_cache, xla)
@@ -183,7 +192,7 @@ def score(model, tokens, batch_size=8):
     tokens = np.asarray(tokens, dtype=np.int32)
     if len(tokens) < 2:
         raise ValueError("need at least 2 tokens to score")
-    n_windows = math.ceil((len(tokens) - 1) / n_ctx)
+    n_windows = math.ceil((len(tokens) - 1) / n_ctx)  # each window makes n_ctx predictions
     n_batches = math.ceil(n_windows / batch_size)
     padded = np.zeros(n_batches * batch_size * n_ctx + 1, np.int32)
     padded[:len(tokens)] = tokens
@@ -252,6 +261,7 @@ def main(argv=None):
 
 
 def run(args):
+    """Loads the model and its vocabulary, then scores or samples as the flags say."""
     path = find_model(args.model)
     if args.tpu:
         import train  # only here: train.py imports this module for its closing sample
@@ -283,6 +293,8 @@ def run(args):
 
 
 def sample_prompt(model, encoder, prompt, args):
+    """Prints args.num_samples continuations of prompt, args.batch_size at a time."""
+    # No prompt: start from <|endoftext|>, as if a new document began (unconditional samples).
     context = encoder.encode(prompt) if prompt else [encoder.eot]
     limit = model.hparams.n_ctx - 1
     if len(context) > limit:
@@ -290,7 +302,7 @@ def sample_prompt(model, encoder, prompt, args):
         context = context[-limit:]
     done = 0
     while done < args.num_samples:
-        seed = None if args.seed is None else args.seed + done
+        seed = None if args.seed is None else args.seed + done  # a new seed per batch, repeatably
         batch = generate(model, [context] * args.batch_size, args.length, args.temperature, args.top_k,
                          args.top_p, seed, stop_at_eot=args.stop_at_eot)
         for row in batch[:args.num_samples - done]:

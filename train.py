@@ -70,7 +70,12 @@ class Adafactor(tf.Module):
         self.index = {}  # variable.ref() -> its position in self.slots
 
     def build(self, var_list):
-        """Creates the state: R and C for matrices (and 3-D tensors), V for vectors."""
+        """Creates the state: R and C for matrices (and 3-D tensors), V for vectors.
+
+        Called under the strategy's scope (by train.Trainer), so the state is mirrored like the
+        weights. R has the variable's shape without its last axis, C without its second last:
+        wte (V, C) gets R (V,) and C (C,).
+        """
         for var in var_list:
             name, shape = var.name.split(":")[0], var.shape.as_list()
             slots = {}
@@ -85,6 +90,7 @@ class Adafactor(tf.Module):
             self.slots.append(slots)
 
     def relative_step(self, t):
+        """rho_t: the paper's min(1e-2, 1/sqrt(t)), or the given rate or schedule."""
         if self.learning_rate is None:
             return tf.minimum(1e-2, tf.math.rsqrt(t))
         return self.learning_rate(t) if callable(self.learning_rate) else tf.constant(self.learning_rate, tf.float32)
@@ -93,9 +99,9 @@ class Adafactor(tf.Module):
         grads_and_vars = list(grads_and_vars)
         if not self.slots:
             self.build([v for _, v in grads_and_vars])
-        t = tf.cast(self.iterations.assign_add(1), tf.float32)
+        t = tf.cast(self.iterations.assign_add(1), tf.float32)  # t = 1 at the first step
         rho = self.relative_step(t)
-        beta2 = 1.0 - tf.pow(t, -self.decay_rate)
+        beta2 = 1.0 - tf.pow(t, -self.decay_rate)  # no bias correction needed: beta2_1 = 0
         for grad, var in grads_and_vars:
             slots = self.slots[self.index[var.ref()]]
             g2 = tf.square(grad) + self.epsilon1
@@ -105,7 +111,9 @@ class Adafactor(tf.Module):
                 v = r[..., :, None] * c[..., None, :] / tf.reduce_mean(r, axis=-1)[..., None, None]  # (..., n, m)
             else:
                 v = slots["v"].assign(beta2 * slots["v"] + (1 - beta2) * g2)
-            update = grad * tf.math.rsqrt(v)
+            update = grad * tf.math.rsqrt(v)  # about +-1 per entry when the estimate is good
+            # Clipping guards the steps where v lags behind a sudden large gradient (the paper,
+            # section 6): without momentum this is what keeps Adafactor stable.
             update /= tf.maximum(1.0, rms(update) / self.clip_threshold)
             if "m" in slots:
                 update = slots["m"].assign(self.beta1 * slots["m"] + (1 - self.beta1) * update)
@@ -137,6 +145,8 @@ class AdamW(tf.Module):
                                for k in ("m", "v")})
 
     def apply_gradients(self, grads_and_vars):
+        """m and v: running means of the gradient and of its square, per entry; the step is
+        m / sqrt(v), after correcting both for starting at zero (Kingma and Ba 2015, Alg. 1)."""
         grads_and_vars = list(grads_and_vars)
         if not self.slots:
             self.build([v for _, v in grads_and_vars])
@@ -199,7 +209,12 @@ def parse_bool(text):
 
 
 def parse_config(argv=None):
-    """--config (a preset name or a JSON file) sets gpt2.HParams and TrainConfig fields; flags override."""
+    """--config (a preset name or a JSON file) sets gpt2.HParams and TrainConfig fields; flags override.
+
+    Every field of both dataclasses is a flag of the same name, so `--n_layer 6 --steps 2000`
+    works, and --help lists them with their comments. A JSON config may name a "preset" and
+    then change some of its fields: {"preset": "124M", "n_ctx": 512, "batch_size": 32}.
+    """
     parser = argparse.ArgumentParser(description="Train GPT-2 (offline quick start: no arguments).")
     parser.add_argument("--config", default="mini",
                         help=f"a model preset ({', '.join(gpt2.PRESETS)}) or a JSON file of HParams and TrainConfig fields")
@@ -243,18 +258,24 @@ def learning_rate_schedule(config):
 
     def schedule(step):  # step counts from 1, as the optimizers do
         step = tf.cast(step, tf.float32)
-        warm = peak * step / max(warmup, 1)
+        warm = peak * step / max(warmup, 1)  # 1) rises linearly to the peak at step `warmup`
+        # 2) progress goes 0 -> 1 from warmup to the last step; cos(pi * progress) goes 1 -> -1
         progress = tf.clip_by_value((step - warmup) / max(total - warmup, 1), 0.0, 1.0)
         cosine = floor + 0.5 * (peak - floor) * (1 + tf.cos(math.pi * progress))
-        return tf.where(step < warmup, warm, cosine)
+        return tf.where(step < warmup, warm, cosine)  # 3) clip_by_value keeps the floor after `total`
     return schedule
 
 
 # ---- devices ---------------------------------------------------------------------------------
 
 def make_strategy(tpu):
-    """TPUStrategy for a TPU, MirroredStrategy for several GPUs, else the default (one device)."""
-    if tpu:
+    """TPUStrategy for a TPU, MirroredStrategy for several GPUs, else the default (one device).
+
+    A strategy decides where variables live and where `strategy.run` executes a function: once
+    per replica (a TPU core, a GPU), each on its own slice of the batch. The training code
+    below is the same for all three; only this choice differs.
+    """
+    if tpu:  # 'local' on a TPU VM (Colab, Kaggle); a name or grpc:// address for a TPU node
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
@@ -268,26 +289,34 @@ def measure_peak_flops(dtype=tf.float32, n=2048, seconds=1.0):
     """The FLOP/s of this device on large matrix products: the ceiling MFU is measured against.
     (On CPUs no spec sheet says what TensorFlow can reach; on GPUs and TPUs this is a bit below
     the advertised peak, so the MFU shown is a bit above the spec-sheet MFU.)"""
-    a = tf.random.normal([n, n], dtype=tf.float32)
-    a = tf.cast(a, dtype)
+    a = tf.cast(tf.random.normal([n, n]), dtype)  # 2048^3 multiply-adds: big enough to saturate
 
     @tf.function(jit_compile=True)
     def products(x):
         for _ in range(8):
             x = tf.matmul(x, a) * 0.01  # scaled to stay finite
         return x
-    products(a).numpy()  # compile
+    products(a).numpy()  # compile (and warm up) before the clock starts
     runs, start = 0, time.time()
     while time.time() - start < seconds:
         products(a).numpy()
         runs += 1
-    return runs * 8 * 2 * n ** 3 / (time.time() - start)
+    return runs * 8 * 2 * n ** 3 / (time.time() - start)  # 8 products of 2 n^3 FLOPs per run
 
 
 # ---- the compiled steps ------------------------------------------------------------------------
 
 class Trainer:
-    """Model, optimizer and the compiled training and evaluation loops, under one strategy."""
+    """Model, optimizer and the compiled training and evaluation loops, under one strategy.
+
+    The call chain of one training call, outermost first:
+        train_loop(iterator, steps)   a tf.function: `steps` times, read a batch, run the step
+        strategy.run(replica_step)    once per replica, in parallel
+        replica_step(global_batch)    gradients of its rows, all-reduce, clip, optimizer update
+        gradients(batch, seed)        forward and backward pass of one replica
+    A retrace (a new compilation) happens only if a shape changes: batch size, n_ctx, or the
+    number of replicas. `steps` is a tensor, so a shorter last loop does not retrace.
+    """
 
     def __init__(self, hparams, config, strategy):
         self.hparams, self.config, self.strategy = hparams, config, strategy
@@ -295,6 +324,8 @@ class Trainer:
         if config.batch_size % replicas:
             raise ValueError(f"--batch_size {config.batch_size} does not split evenly across {replicas} replicas")
         self.per_replica = config.batch_size // replicas
+        # bfloat16 has float32's range (8 exponent bits) with 8 bits of mantissa: no loss
+        # scaling needed, unlike float16. Weights and optimizer state stay float32.
         dtype = tf.bfloat16 if config.precision == "bfloat16" else tf.float32
         with strategy.scope():  # variables made here are mirrored on every replica
             self.model = gpt2.GPT2(hparams, seed=config.seed, compute_dtype=dtype)
@@ -337,13 +368,16 @@ class Trainer:
         return loss, [tf.convert_to_tensor(g) for g in grads]
 
     def replica_step(self, global_batch):
+        """One optimizer step, seen from one replica. Returns its loss and the gradient norm."""
         context = tf.distribute.get_replica_context()
         step = self.optimizer.iterations
         # Dropout's seed depends only on (seed, step, replica): a resumed run repeats it exactly.
         seed = tf.stack([tf.cast(self.config.seed, tf.int64), step * 1000 + tf.cast(context.replica_id_in_sync_group, tf.int64)])
         loss, grads = self.gradients(self.local_batch(global_batch), tf.cast(seed, tf.int32))
+        # Sum over replicas: afterwards every replica holds the same gradients, applies the
+        # same update, and the copies of the weights stay identical without being sent around.
         grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
-        norm = tf.linalg.global_norm(grads)
+        norm = tf.linalg.global_norm(grads)  # sqrt of the sum of squares over all gradients
         if self.config.grad_clip > 0:
             grads, _ = tf.clip_by_global_norm(grads, self.config.grad_clip, use_norm=norm)
         self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
@@ -360,10 +394,12 @@ class Trainer:
         return total / tf.cast(steps, tf.float32), norm
 
     def replica_loss(self, global_batch):
+        """Held-out loss of one replica's rows: no dropout, no gradients."""
         batch = self.local_batch(global_batch)
         return gpt2.cross_entropy(self.model(batch[:, :-1]), batch[:, 1:])
 
     def eval_loop(self, iterator, steps):
+        """Mean loss over `steps` batches of the iterator."""
         total = tf.constant(0.0)
         for _ in tf.range(steps):
             loss = self.strategy.run(self.replica_loss, args=(next(iterator),))
@@ -381,11 +417,13 @@ def memory_report(hparams, config, replicas=1, hbm_gb=16.0):
     hbm_gb: one TPU v3 core has 16 GB, as in 2019.
     """
     C, T, L, nh = hparams.n_embd, hparams.n_ctx, hparams.n_layer, hparams.n_head
+    # The variables' shapes, as gpt2.GPT2 creates them (without building a 6 GB model):
+    # wte, wpe, ln_f; then per block ln_1 and ln_2 (g, b), c_attn, attn c_proj, c_fc, mlp c_proj.
     shapes = [[hparams.n_vocab, C], [T, C], [C], [C]] + L * [[C], [C], [C], [C], [C, 3 * C], [3 * C], [C, C], [C],
                                                          [C, 4 * C], [4 * C], [4 * C, C], [C]]
     n = gpt2.num_params(hparams)
     assert sum(math.prod(s) for s in shapes) == n
-    b = config.batch_size // replicas
+    b = config.batch_size // replicas  # each replica holds its own rows' activations
     bytes_per = 2 if config.precision == "bfloat16" else 4
     activations = L * (34 * b * T * C + 5 * nh * b * T * T) * bytes_per / 2
     rows = [("weights (float32)", 4 * n), ("gradients (float32)", 4 * n),
@@ -396,7 +434,7 @@ def memory_report(hparams, config, replicas=1, hbm_gb=16.0):
     lines = [f"parameters: {n:,}   training FLOPs per token: {gpt2.flops_per_token(hparams):,}"]
     lines += [f"  {name:<38} {value / gb:9.3f} GB" for name, value in rows]
     for opt, state in (("adam", rows[2][1]), ("adafactor", rows[3][1])):
-        total = 8 * n + state
+        total = 8 * n + state  # weights + gradients (4 bytes each per parameter) + state
         verdict = "fits" if total + activations <= hbm_gb * gb else "does NOT fit"
         lines.append(f"  with {opt:<10}: weights + gradients + state {total / gb:7.2f} GB, + activations "
                      f"{(total + activations) / gb:7.2f} GB: {verdict} in {hbm_gb:g} GB")
@@ -406,7 +444,10 @@ def memory_report(hparams, config, replicas=1, hbm_gb=16.0):
 # ---- the run -----------------------------------------------------------------------------------
 
 def prepare_data(config):
-    """Returns a prepared data directory: --data itself if data.py made it, else OUT/data."""
+    """Returns a prepared data directory: --data itself if data.py made it, else OUT/data.
+
+    Tokenizing is done once: a rerun of the same command (a resumed run) finds OUT/data ready.
+    """
     if tf.io.gfile.exists(os.path.join(config.data, "data.json")):
         return config.data
     path = os.path.join(config.out, "data")
@@ -423,7 +464,11 @@ def prepare_data(config):
 
 
 def check_paths(config):
-    """A TPU reached over the network (not 'local') reads and writes only gs:// paths."""
+    """A TPU reached over the network (not 'local') reads and writes only gs:// paths.
+
+    Its host is another machine: it cannot see this one's disk, and would fail much later,
+    deep inside tf.data, with a message that does not say why.
+    """
     if config.tpu and config.tpu != "local":
         for name in ("data", "out"):
             value = getattr(config, name)
@@ -434,7 +479,13 @@ def check_paths(config):
 
 
 def train(hparams, config, strategy=None, log=print):
-    """Trains (or resumes) a run in config.out. Returns the Trainer."""
+    """Trains (or resumes) a run in config.out. Returns the Trainer.
+
+    1. data: prepare the corpus into shards once, and read the vocabulary size from it;
+    2. model and optimizer under the strategy, restored from the last checkpoint if any;
+    3. the loop: steps_per_loop steps per call, then log, evaluate and save at their intervals;
+    4. export the model in OpenAI's layout, with its vocabulary, for sample.py.
+    """
     check_paths(config)
     if config.eager:
         tf.config.run_functions_eagerly(True)
@@ -444,16 +495,16 @@ def train(hparams, config, strategy=None, log=print):
         facts = json.load(f)
     if config.init_from:
         hparams = dataclasses.replace(gpt2.load_hparams(config.init_from), dropout=hparams.dropout)
-    hparams = dataclasses.replace(hparams, n_vocab=facts["n_vocab"])
+    hparams = dataclasses.replace(hparams, n_vocab=facts["n_vocab"])  # the vocabulary decides V
     trainer = Trainer(hparams, config, strategy)
     model, optimizer = trainer.model, trainer.optimizer
-    if config.init_from:
+    if config.init_from:  # fine-tuning: copy the weights in (a resumed run then overwrites them)
         pretrained = gpt2.load(config.init_from)
         for v, w in zip(model.variables, pretrained.variables):
             v.assign(w)
 
     train_data = data.dataset(data_dir, "train", config.batch_size, hparams.n_ctx, seed=config.seed)
-    val_split = "val" if facts["val_tokens"] > 0 else "train"
+    val_split = "val" if facts["val_tokens"] > 0 else "train"  # --val_fraction 0: evaluate on train
     val_data = data.dataset(data_dir, val_split, config.batch_size, hparams.n_ctx, seed=config.seed + 1)
     train_iterator = iter(train_data)
     # Everything a resumed run needs: weights, optimizer state (its step count included) and
@@ -468,27 +519,32 @@ def train(hparams, config, strategy=None, log=print):
     with tf.io.gfile.GFile(os.path.join(config.out, "config.json"), "w") as f:
         json.dump({**dataclasses.asdict(hparams), **dataclasses.asdict(config)}, f, indent=1)
 
+    # MFU, model FLOPs utilisation: the share of the device's peak that the model's own
+    # arithmetic (flops_per_token) uses. The rest is lost to memory traffic and overheads.
     tokens_per_step = config.batch_size * hparams.n_ctx
     peak = measure_peak_flops(trainer.model.compute_dtype) * strategy.num_replicas_in_sync
     log(f"{gpt2.num_params(hparams):,} parameters, {strategy.num_replicas_in_sync} replica(s), "
         f"{tokens_per_step:,} tokens per step, device peak {peak / 1e9:.0f} GFLOP/s (measured)")
+    # Two logs of the same numbers: TensorBoard (tensorboard --logdir OUT/logs) and a JSON line
+    # per log step, appended, so a resumed run continues the same file.
     writer = tf.summary.create_file_writer(os.path.join(config.out, "logs"))
     metrics = tf.io.gfile.GFile(os.path.join(config.out, "metrics.jsonl"), "a")
-    step = int(optimizer.iterations)
+    step = int(optimizer.iterations)  # 0, or where the restored run stopped
     start_step, start_time = step, time.time()
     window_start, window_steps, window_loss = time.time(), 0, 0.0
     try:
         while step < config.steps:
             n = min(config.steps_per_loop, config.steps - step)
-            loss, norm = trainer.train_loop(train_iterator, tf.constant(n))
-            loss = float(loss)
+            loss, norm = trainer.train_loop(train_iterator, tf.constant(n))  # n steps, one call
+            loss = float(loss)  # waits for the device: the only sync point per loop
             if not math.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss} in steps {step + 1}..{step + n}; stopping. The last good "
                                          f"checkpoint is {manager.latest_checkpoint} (try a lower --learning_rate)")
             step += n
             window_steps += n
             window_loss += loss * n
-            record = {}
+            record = {}  # this loop's line of metrics.jsonl, if any
+            # `step % interval < n`: an interval boundary was crossed during these n steps
             if step % config.log_interval < n or step == config.steps:
                 elapsed = time.time() - window_start
                 tokens_per_sec = window_steps * tokens_per_step / elapsed
@@ -502,6 +558,7 @@ def train(hparams, config, strategy=None, log=print):
                 window_start, window_steps, window_loss = time.time(), 0, 0.0
             if step % config.eval_interval < n or step == config.steps:
                 record["step"] = step
+                # a fresh iterator each time: every evaluation sees the same held-out batches
                 record["val_loss"] = float(trainer.eval_loop(iter(val_data), tf.constant(config.eval_steps)))
                 log(f"step {step:6d} | val loss {record['val_loss']:.4f} ({val_split} split)")
             if record:
@@ -513,7 +570,7 @@ def train(hparams, config, strategy=None, log=print):
                             tf.summary.scalar(key, value)
             if step % config.save_interval < n or step == config.steps:
                 manager.save(checkpoint_number=step)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C arrives between compiled calls, so the state is whole
         manager.save(checkpoint_number=int(optimizer.iterations))
         log(f"\ninterrupted: saved step {int(optimizer.iterations)} to {manager.latest_checkpoint}; "
             "run the same command again to resume")
@@ -527,24 +584,23 @@ def train(hparams, config, strategy=None, log=print):
 
 
 def main(argv=None):
+    """The command line: parse, check, train (or only print the memory table), sample."""
     hparams, config = parse_config(argv)
     if config.optimizer not in ("adafactor", "adam"):
         sys.exit(f"error: --optimizer {config.optimizer}: use adafactor or adam")
     if config.precision not in ("float32", "bfloat16"):
         sys.exit(f"error: --precision {config.precision}: use float32 or bfloat16")
-    if config.log_interval % config.steps_per_loop:
-        config.log_interval = max(config.steps_per_loop, config.log_interval // config.steps_per_loop * config.steps_per_loop)
     if config.dry_run:
         print("\n".join(memory_report(hparams, config)))
         return
     try:
         trainer = train(hparams, config)
-    except (ValueError, FloatingPointError) as e:
+    except (ValueError, FloatingPointError) as e:  # a user's mistake or a diverged run: one line
         sys.exit(f"error: {e}")
     except KeyboardInterrupt:
         sys.exit(130)
     print(f"saved the model to {config.out}")
-    if config.sample_length:
+    if config.sample_length:  # a first look at what the model learned, from <|endoftext|>
         encoder = data.Encoder.load(config.out)
         tokens = sample.generate(trainer.model, [[encoder.eot]], config.sample_length, top_k=40, seed=config.seed)
         print("-" * 80 + "\n" + encoder.decode(tokens[0].tolist()) + "\n" + "-" * 80)
