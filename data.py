@@ -322,7 +322,8 @@ def download(url, path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         print(f"downloading {url}", file=sys.stderr)
         try:
-            urllib.request.urlretrieve(url, path + ".part")
+            with urllib.request.urlopen(url, timeout=30) as response, open(path + ".part", "wb") as f:
+                f.write(response.read())
         except OSError as e:
             raise ValueError(f"could not download {url} (no network?): {e}") from None
         os.replace(path + ".part", path)  # a half-finished download never looks finished

@@ -270,13 +270,14 @@ def bench_sample(prompt=16, length=128):
     model = gpt2.GPT2(h)
     context = np.random.default_rng(0).integers(0, h.n_vocab, size=(1, prompt))
     print(f"generation: 124M shape, random weights, batch 1, {prompt}-token prompt, {length} new tokens")
-    weights = np.ones(gpt2.num_params(h), np.float32)
-    matrix = tf.ones([gpt2.num_params(h) // 1024, 1024])
-    read = tf.function(lambda m: tf.reduce_sum(m, axis=0))  # reads every byte once, multi-threaded
-    read_seconds = best_of(lambda: read(matrix).numpy(), repeat=5)
-    bandwidth = weights.nbytes / read_seconds
-    print(f"  memory bandwidth (TensorFlow reading {weights.nbytes / 1e6:.0f} MB): {bandwidth / 1e9:.1f} GB/s -> "
-          f"reading the float32 weights once takes {1000 * weights.nbytes / bandwidth:.1f} ms per token")
+    # The bandwidth that matters: a matrix-vector product over all the weights reads each
+    # float once and does one multiply-add per read, so memory, not arithmetic, limits it.
+    weights = np.ones((gpt2.num_params(h) // 1024, 1024), np.float32)
+    vector = np.ones(1024, np.float32)
+    seconds = best_of(lambda: weights @ vector, repeat=5)
+    print(f"  memory bandwidth (NumPy matrix-vector product over {weights.nbytes / 1e6:.0f} MB): "
+          f"{weights.nbytes / seconds / 1e9:.1f} GB/s -> reading the float32 weights once takes "
+          f"{1000 * seconds:.1f} ms per token")
     results = {}
     for xla in (False, True):
         for use_cache in (True, False):
