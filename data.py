@@ -405,7 +405,7 @@ class ShardWriter:
         self.buffer = []
 
 
-def prepare(source, out, vocab=50257, val_fraction=0.005, processes=None, vocab_train_bytes=20_000_000):
+def prepare(source, out, vocab=4096, val_fraction=0.005, processes=None, vocab_train_bytes=20_000_000):
     """Tokenizes a corpus into OUT: encoder files, uint16 shards and data.json. Returns the facts.
 
     vocab: a directory holding encoder.json/vocab.bpe, or a size N to train a vocabulary on
