@@ -34,23 +34,42 @@ import gpt2  # noqa: E402
 # ---- filtering the next-token distribution ------------------------------------------------------
 
 def top_k_filter(logits, k):
-    """Keeps the k largest logits of each row (B, V), sets the rest to -inf. k is a Python int,
-    so XLA sees a static shape: tf.math.top_k returns (B, k), and its last column is the bar."""
-    bar = tf.math.top_k(logits, k=k).values[:, -1:]  # (B, 1): the k-th largest logit
-    return tf.where(logits < bar, -np.inf, logits)
+    """Keeps the k largest logits of each row (B, V), sets the rest to -inf (ties with the k-th
+    largest stay too)."""
+    count = lambda keep: tf.reduce_sum(tf.cast(keep, tf.int32), axis=-1, keepdims=True)  # (B, 1)
+    return keep_above(logits, lambda keep: count(keep) >= k)
 
 
 def top_p_filter(logits, p):
-    """Keeps the smallest set of tokens whose probabilities sum to at least p (the nucleus).
+    """Keeps the smallest set of tokens whose probabilities sum to at least p (the nucleus): every
+    token at least as likely as the one where the running sum, most likely first, reaches p."""
+    probs = tf.nn.softmax(logits)
+    mass = lambda keep: tf.reduce_sum(tf.where(keep, probs, 0.0), axis=-1, keepdims=True)  # (B, 1)
+    return keep_above(logits, lambda keep: mass(keep) >= p)
 
-    Sort each row, add up the probabilities; a token stays if the mass *before* it is below p
-    (so the most likely token always stays). The smallest logit that stays is the bar.
-    No data-dependent shapes: the sort is (B, V) and the bar a (B, 1) tensor.
-    """
-    ordered = tf.sort(logits, direction="DESCENDING")  # (B, V)
-    before = tf.cumsum(tf.nn.softmax(ordered), axis=-1, exclusive=True)  # (B, V) mass ahead of each
-    bar = tf.reduce_min(tf.where(before < p, ordered, np.inf), axis=-1, keepdims=True)  # (B, 1)
-    return tf.where(logits < bar, -np.inf, logits)
+
+def keep_above(logits, enough):
+    """Sets to -inf every logit below the bar: the largest value t such that enough(logits >= t)
+    holds for the row. enough maps a (B, V) bool mask to (B, 1) bools, and keeping more never
+    makes it false, so the bar can be found by bisection.
+
+    Why not sort: a sort of the 50,257 logits (or tf.math.top_k) took about 10 ms per token under
+    XLA on a CPU, as long as a third of the whole network; this takes 32 rounds of one compare and
+    one sum over the row (about 1 ms), with static shapes and no branches, for XLA and TPUs.
+    The bisection runs over the float32 values themselves, in order: the bit pattern of a float's
+    magnitude, read as an int32, grows with the magnitude, so that pattern, negated for negative
+    floats, sorts as the floats do (and -0 == +0); 32 halvings of its range find the exact bar."""
+    bits = tf.bitcast(tf.cast(logits, tf.float32), tf.int32)  # (B, V)
+    magnitude = tf.bitwise.bitwise_and(bits, 0x7FFFFFFF)  # the bits without the sign bit
+    key = tf.where(bits < 0, -magnitude, magnitude)  # (B, V) int32, sorts as logits do
+    # The bounds are int64, so that lo + hi cannot overflow; every one of them fits in an int32.
+    lo = tf.fill([logits.shape[0], 1], tf.constant(-2 ** 31 + 1, tf.int64))  # all keys are >= lo
+    hi = tf.fill([logits.shape[0], 1], tf.constant(2 ** 31 - 1, tf.int64))  # (B, 1) each
+    for _ in range(32):  # invariant: the bar's key is in [lo, hi]; at first lo keeps every token
+        mid = (lo + hi + 1) // 2
+        ok = enough(key >= tf.cast(mid, tf.int32))  # (B, 1)
+        lo, hi = tf.where(ok, mid, lo), tf.where(ok, hi, mid - 1)
+    return tf.where(key >= tf.cast(lo, tf.int32), logits, -np.inf)
 
 
 def choose(logits, temperature, top_k, top_p, seed):
@@ -62,8 +81,25 @@ def choose(logits, temperature, top_k, top_p, seed):
         logits = top_k_filter(logits, top_k)
     if top_p < 1:
         logits = top_p_filter(logits, top_p)
-    # stateless: the draw depends on the seed alone, not on how often sampling ran before
-    return tf.random.stateless_categorical(logits, 1, seed, dtype=tf.int32)[:, 0]  # (B,)
+    return draw(tf.nn.softmax(logits), seed)
+
+
+def draw(probs, seed):
+    """One token per row (B,) drawn from probs (B, V), by inverse transform sampling: lay the
+    probabilities end to end on [0, 1], throw a uniform random number u at it, and take the token
+    it lands on: the first whose running sum reaches u.
+
+    One random number per row, where tf.random.categorical makes one per token (the Gumbel-max
+    trick): under XLA on a CPU, making 50,257 random numbers took 2 ms per token, this 0.4 ms.
+    Stateless: the draw depends on the seed alone, not on how often sampling ran before.
+    Tokens of probability 0 (cut by top-k or top-p) can never be drawn: they are excluded by
+    name, not only by their zero width, so no rounding in the running sum lets one through."""
+    running = tf.cumsum(probs, axis=-1)  # (B, V)
+    possible = probs > 0  # (B, V)
+    total = tf.reduce_max(tf.where(possible, running, 0.0), axis=-1, keepdims=True)  # (B, 1), about 1
+    u = (1 - tf.random.stateless_uniform(tf.shape(total), seed)) * total  # (B, 1), in (0, total]
+    reached = tf.cast(possible & (running >= u), tf.int32)  # (B, V)
+    return tf.argmax(reached, axis=-1, output_type=tf.int32)  # the first token where it is 1
 
 
 # ---- the generation loop ---------------------------------------------------------------------
@@ -71,65 +107,68 @@ def choose(logits, temperature, top_k, top_p, seed):
 def generation_loop(model, B, T, length, temperature, top_k, top_p, stop_at_eot, use_cache, eot):
     """Builds the function context (B, T), seed (2,) -> tokens (B, length).
 
-    The whole text lives in one buffer (B, T + length); n counts the tokens in it so far.
-    With the cache, each step feeds the newest token at position pos and reads the logits.
-    When the cache is full (pos == n_ctx), it slides: the last n_ctx / 2 tokens are run
-    through the network again to rebuild it (one batched pass of n_ctx / 2 tokens every n_ctx / 2
-    new tokens: about the cost of one extra token per step, and the context never drops
-    below half). Without the cache, every step runs the last min(n_ctx, T + length) tokens
-    through the network: the reference that the cache must match.
+    The whole text lives in one buffer (B, T + length). Step i feeds token T + i - 1 (the
+    newest) through the network, at cache position pos, and picks token T + i from its logits.
+    The prompt's earlier tokens go through in one pass before the loop. The cache holds
+    S = min(n_ctx, T + length) positions: every step attends over all of them.
+
+    When the text outgrows n_ctx and the cache is full, the window slides: the last n_ctx / 2
+    tokens are run through the network again to rebuild the cache (one batched pass of
+    n_ctx / 2 tokens every n_ctx / 2 new tokens: about the cost of one extra token per step,
+    and the context never drops below half). Without the cache, every step runs the last S
+    tokens through the network: the reference that the cache must match.
     """
     n_ctx = model.hparams.n_ctx
+    S = min(n_ctx, T + length)  # positions in the cache; the uncached path's input length
     keep = n_ctx // 2  # tokens kept when the window slides
-    window = min(n_ctx, T + length)  # the uncached path's fixed input length
 
-    def step_logits(tokens, n, cache, pos):
+    def next_logits(tokens, n, cache, pos):
         """Logits (B, V) for the token after tokens[:, :n], and the updated cache and pos."""
-        if not use_cache:  # recompute everything: the last `window` tokens, ending at n
-            start = tf.maximum(0, n - window)
-            logits = model(tf.slice(tokens, [0, start], [B, window]))  # (B, window, V)
+        if not use_cache:  # recompute everything: the last S tokens, ending at n
+            start = tf.maximum(0, n - S)
+            logits = model(tf.slice(tokens, [0, start], [B, S]))  # (B, S, V)
             return tf.gather(logits, n - 1 - start, axis=1), cache, pos
-
-        def rebuild():  # the cache is full: restart it from the last `keep` tokens before n - 1
-            _, fresh = model.decode(tf.slice(tokens, [0, n - 1 - keep], [B, keep]), model.empty_cache(B), 0)
-            return fresh, tf.constant(keep)
-        if T + length > n_ctx:  # (decided when tracing: a text that fits never slides)
-            cache, pos = tf.cond(pos >= n_ctx, rebuild, lambda: (cache, pos))
         logits, cache = model.decode(tf.slice(tokens, [0, n - 1], [B, 1]), cache, pos)  # (B, 1, V)
         return logits[:, 0], cache, pos + 1
 
+    def body(seed, i, tokens, cache, pos, done):
+        logits, cache, pos = next_logits(tokens, T + i, cache, pos)
+        # Each step has its own seed (seed folded with i): the same seed, the same text.
+        token = choose(logits, temperature, top_k, top_p, tf.random.experimental.stateless_fold_in(seed, i))
+        token = tf.where(done, eot, token)  # a finished row only repeats <|endoftext|>
+        if stop_at_eot:
+            done = done | (token == eot)
+        # write token (B,) into column T + i of the buffer (B, T + length)
+        tokens = tf.tensor_scatter_nd_update(tokens, tf.stack([tf.range(B), tf.fill([B], T + i)], axis=1), token)
+        return i + 1, tokens, cache, pos, done
+
+    def more(i, tokens, cache, pos, done):  # checked before every step: it can stop early
+        return (i < length) & ~tf.reduce_all(done)
+
+    def room(i, tokens, cache, pos, done):  # ... and the cache has room for the next token
+        return more(i, tokens, cache, pos, done) & (pos < S)
+
     def run(context, seed):
-        # Loop state: i new tokens so far, the text buffer, the logits for token T + i, the
-        # cache and its fill level pos, and which rows have ended (stop_at_eot).
+        # Loop state: i new tokens so far, the text buffer, the cache and its fill level pos,
+        # and which rows have ended (stop_at_eot).
         tokens = tf.concat([context, tf.zeros([B, length], tf.int32)], axis=1)  # (B, T + length)
-        done = tf.zeros([B], tf.bool)
-        cache = model.empty_cache(B) if use_cache else tf.zeros([])
-        if use_cache:  # the prompt goes through in one pass: its last n_ctx tokens
-            prompt = min(T, n_ctx)
-            logits, cache = model.decode(context[:, T - prompt:], cache, 0)
-            first, pos = logits[:, -1], tf.constant(prompt)
-        else:
-            first, _, pos = step_logits(tokens, tf.constant(T), cache, tf.constant(0))
-
-        def body(i, tokens, logits, cache, pos, done):
-            # Each step has its own seed (seed folded with i): the same seed, the same text.
-            token = choose(logits, temperature, top_k, top_p, tf.random.experimental.stateless_fold_in(seed, i))
-            token = tf.where(done, eot, token)  # a finished row only repeats <|endoftext|>
-            if stop_at_eot:
-                done = done | (token == eot)
-            # write token (B,) into column T + i of the buffer (B, T + length)
-            tokens = tf.tensor_scatter_nd_update(tokens, tf.stack([tf.range(B), tf.fill([B], T + i)], axis=1), token)
-            logits, cache, pos = tf.cond(i + 1 < length, lambda: step_logits(tokens, T + i + 1, cache, pos),
-                                         lambda: (logits, cache, pos))
-            return i + 1, tokens, logits, cache, pos, done
-
-        def more(i, tokens, logits, cache, pos, done):
-            return (i < length) & ~tf.reduce_all(done)
-
+        cache, pos = tf.zeros([]), tf.constant(0)
+        if use_cache:  # the prompt but its last token, at most n_ctx - 1 of them, in one pass
+            cache, prompt = model.empty_cache(B, S), min(T, n_ctx) - 1
+            if prompt > 0:
+                _, cache = model.decode(context[:, T - 1 - prompt:T - 1], cache, 0)
+            pos = tf.constant(prompt)
+        step = functools.partial(body, seed)
         # tf.while_loop, not a Python loop: one compiled loop of `length` steps, whatever the
-        # length, and it can stop early (more() is checked before every step).
-        _, tokens, *_ = tf.while_loop(more, body, (tf.constant(0), tokens, first, cache, pos, done))
-        out = tokens[:, T:]  # (B, length)
+        # length. Its state is carried from step to step: under XLA the cache is updated in place.
+        state = tf.while_loop(room, step, (tf.constant(0), tokens, cache, pos, tf.zeros([B], tf.bool)))
+        if use_cache and T + length > n_ctx:  # (decided when tracing: a text that fits never slides)
+            def slide(i, tokens, cache, pos, done):  # rebuild from the last `keep` tokens, go on
+                n = T + i  # tokens so far; the next step feeds token n - 1 at position keep
+                _, cache = model.decode(tf.slice(tokens, [0, n - 1 - keep], [B, keep]), model.empty_cache(B, S), 0)
+                return tf.while_loop(room, step, (i, tokens, cache, tf.constant(keep), done))
+            state = tf.while_loop(more, slide, state)
+        out = state[1][:, T:]  # (B, length)
         if stop_at_eot:  # rows (or the whole loop) that stopped early: fill with <|endoftext|>
             written = tf.cumsum(tf.cast(tf.equal(out, eot), tf.int32), axis=1) > 0
             out = tf.where(written, eot, out)
@@ -140,15 +179,8 @@ def generation_loop(model, B, T, length, temperature, top_k, top_p, stop_at_eot,
 _compiled = weakref.WeakKeyDictionary()  # model -> {settings: compiled function}
 
 
-def default_xla():
-    """XLA on GPUs and TPUs. On CPUs a plain tf.function graph: there, for the 124M shape at
-    batch 1, the graph took 40 ms per token and XLA 53 ms (python tests/bench.py sample), since
-    TensorFlow's graph runs the matrix-vector products on both cores and XLA's ran slower."""
-    return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
-
-
 def generate(model, context, length, temperature=1.0, top_k=0, top_p=1.0, seed=None,
-             stop_at_eot=False, use_cache=True, xla=None):
+             stop_at_eot=False, use_cache=True, xla=True):
     """Samples `length` new tokens after each row of context (int tokens [B, T]).
 
     Returns an int32 array [B, length] of the new tokens only. The same seed gives the same
@@ -156,6 +188,11 @@ def generate(model, context, length, temperature=1.0, top_k=0, top_p=1.0, seed=N
     the loop ends early when every row has. A context longer than n_ctx is cut from the left.
     The loop is traced and compiled once per (model, B, T, length, settings); a retrace happens
     only when one of those changes (temperature is part of the settings: greedy differs).
+
+    xla=False runs it as a plain tf.function graph instead. XLA is the default on every device:
+    TPUs need it, and on a CPU it was faster too (124M shape, batch 1, python tests/bench.py
+    sample: 25 ms per token against the graph's 42), once the one-row matrix products were split
+    so that XLA spreads them over the cores (gpt2.split_matvec); before that, the graph was faster.
     """
     if temperature < 0 or top_k < 0 or not 0 < top_p <= 1 or length < 1:
         raise ValueError(f"need temperature >= 0, top_k >= 0, 0 < top_p <= 1, length >= 1; got "
@@ -169,7 +206,6 @@ def generate(model, context, length, temperature=1.0, top_k=0, top_p=1.0, seed=N
     # Subtle: the vocabularies here (GPT-2's and those data.Encoder.train makes) put <|endoftext|>
     # last, so the model knows its id without an encoder.
     eot = model.hparams.n_vocab - 1  # <|endoftext|> is the last id, in GPT-2 and in our vocabularies
-    xla = default_xla() if xla is None else xla
     key = (B, T, length, float(temperature), int(top_k), float(top_p), stop_at_eot, use_cache, xla)
     functions = _compiled.setdefault(model, {})
     if key not in functions:

@@ -88,13 +88,22 @@ def test_cached_equals_uncached(openai_checkpoint):
     model = gpt2.load(path)
     tokens = tf.constant(np.random.default_rng(2).integers(0, 97, size=(2, 16)), tf.int32)
     full = model(tokens).numpy()
-    cache = model.empty_cache(2)
-    logits, cache = model.decode(tokens[:, :5], cache, 0)  # a prompt of 5, then one at a time
-    steps = [logits.numpy()]
-    for t in range(5, 16):
-        logits, cache = model.decode(tokens[:, t:t + 1], cache, t)
-        steps.append(logits.numpy())
-    assert np.abs(np.concatenate(steps, axis=1) - full).max() < 1e-5
+    for n, length in ((16, None), (12, 12)):  # a cache of n_ctx positions; one of just the 12 used
+        cache = model.empty_cache(2, length)
+        logits, cache = model.decode(tokens[:, :5], cache, 0)  # a prompt of 5, then one at a time
+        steps = [logits.numpy()]
+        for t in range(5, n):
+            logits, cache = model.decode(tokens[:, t:t + 1], cache, t)
+            steps.append(logits.numpy())
+        assert np.abs(np.concatenate(steps, axis=1) - full[:, :n]).max() < 1e-5
+
+
+def test_split_matvec_equals_matmul():
+    x = tf.random.stateless_normal([1, 64], seed=[1, 2])
+    w = tf.random.stateless_normal([64, 24], seed=[3, 4])
+    assert np.abs(gpt2.split_matvec(x, w, 8).numpy() - tf.matmul(x, w).numpy()).max() < 1e-5
+    b = tf.zeros([24])  # gpt2.linear takes it for one row, and the plain product for more
+    assert np.abs(gpt2.linear(x[None], w, b).numpy()[0] - tf.matmul(x, w).numpy()).max() < 1e-5
 
 
 def test_bfloat16_is_close_to_float32(openai_checkpoint):

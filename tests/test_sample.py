@@ -43,6 +43,14 @@ def test_greedy_cached_equals_uncached_and_reference(model, checkpoint, xla):
     assert len(set(cached[0].tolist())) > 3  # the continuation wanders: the test can fail
 
 
+def test_batch_of_one_equals_reference(model, checkpoint):
+    # batch 1 takes another path through gpt2.linear (split_matvec): the same tokens must come out
+    context = np.random.default_rng(4).integers(0, 97, size=(1, 3))
+    for xla in (False, True):
+        out = sample.generate(model, context, H["n_ctx"] - 3, temperature=0, xla=xla)
+        assert out[0].tolist() == reference.greedy(checkpoint[1], H, context[0], H["n_ctx"] - 3)
+
+
 def test_sampled_cached_equals_uncached(model):
     context = np.random.default_rng(1).integers(0, 97, size=(2, 3))
     a = sample.generate(model, context, 13, temperature=1.5, seed=7)
@@ -68,6 +76,38 @@ def test_top_k_keeps_the_k_most_likely():
     logits = tf.constant([[1.0, 5.0, 3.0, 4.0, 2.0], [0.0, -1.0, 2.0, 1.0, -2.0]])
     filtered = sample.top_k_filter(logits, 2).numpy()
     assert np.isfinite(filtered).tolist() == [[False, True, False, True, False], [False, False, True, True, False]]
+
+
+def test_filters_equal_their_definitions_by_sorting():
+    # random rows with ties, -0.0 beside +0.0 and -inf, against the definitions computed with a sort
+    rng = np.random.default_rng(5)
+    for trial in range(60):
+        V = int(rng.integers(1, 200))
+        x = (rng.normal(size=(3, V)) * [0.01, 1, 100][trial % 3]).astype(np.float32)
+        if trial % 4 == 0:
+            x = np.round(x) * np.where(rng.random(x.shape) < 0.5, -1, 1).astype(np.float32)  # ties, -0.0
+        x[0, :V // 3] = -np.inf
+        k = int(rng.integers(1, V + 3))
+        kept = np.isfinite(sample.top_k_filter(tf.constant(x), k).numpy())
+        kth = -np.sort(-x, axis=1)[:, min(k, V) - 1:min(k, V)]  # the k-th largest of each row
+        assert np.array_equal(kept, (x >= kth) & np.isfinite(x)), (trial, k)
+        p = float(rng.uniform(0.05, 0.99))
+        kept = np.isfinite(sample.top_p_filter(tf.constant(x), p).numpy())
+        probs = tf.nn.softmax(x).numpy()
+        for row, prob, got in zip(x, probs, kept):
+            order = np.argsort(-row, kind="stable")
+            before = np.cumsum(prob[order]) - prob[order]  # mass ahead of each, most likely first
+            bar = row[order][before < p].min()
+            assert np.array_equal(got, (row >= bar) & np.isfinite(row)), (trial, p)
+
+
+def test_draw_follows_the_probabilities():
+    probs = tf.constant([[0.0, 0.1, 0.0, 0.2, 0.3, 0.4, 0.0]])
+    draw = tf.function(lambda seed: sample.draw(probs, seed), jit_compile=True)
+    counts = np.bincount([int(draw(tf.constant([i, 0]))[0]) for i in range(4000)], minlength=7)
+    assert counts[[0, 2, 6]].sum() == 0  # probability 0: never
+    # 4,000 draws: the standard deviation of each share is at most 0.008; allow 4 of them
+    assert np.abs(counts / 4000 - probs.numpy()[0]).max() < 0.032
 
 
 def test_top_p_keeps_the_nucleus():
