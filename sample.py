@@ -1,9 +1,9 @@
 """
 Generating text with GPT-2, and scoring text (loss and perplexity) with it.
 
-Generation runs as one compiled loop (`tf.while_loop` in a `tf.function`) with a KV cache:
-the keys and values of every earlier position are kept, in tensors of fixed shape
-(B, nh, n_ctx, hs), two per layer, so each new token costs one pass of one token through the
+Generation runs as one loop (`tf.while_loop` in a `tf.function`, compiled with XLA) with a KV
+cache: the keys and values of every earlier position are kept, in tensors of fixed shape
+(B, nh, S, hs), two per layer, so each new token costs one pass of one token through the
 network, and the loop is traced once per shape and reused across calls.
 
 Sampling controls: temperature (flatten or sharpen the distribution), top-k (keep the k most
