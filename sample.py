@@ -131,17 +131,6 @@ def generation_loop(model, B, T, length, temperature, top_k, top_p, stop_at_eot,
         logits, cache = model.decode(tf.slice(tokens, [0, n - 1], [B, 1]), cache, pos)  # (B, 1, V)
         return logits[:, 0], cache, pos + 1
 
-    def body(seed, i, tokens, cache, pos, done):
-        logits, cache, pos = next_logits(tokens, T + i, cache, pos)
-        # Each step has its own seed (seed folded with i): the same seed, the same text.
-        token = choose(logits, temperature, top_k, top_p, tf.random.experimental.stateless_fold_in(seed, i))
-        token = tf.where(done, eot, token)  # a finished row only repeats <|endoftext|>
-        if stop_at_eot:
-            done = done | (token == eot)
-        # write token (B,) into column T + i of the buffer (B, T + length)
-        tokens = tf.tensor_scatter_nd_update(tokens, tf.stack([tf.range(B), tf.fill([B], T + i)], axis=1), token)
-        return i + 1, tokens, cache, pos, done
-
     def more(i, tokens, cache, pos, done):  # checked before every step: it can stop early
         return (i < length) & ~tf.reduce_all(done)
 
@@ -158,7 +147,18 @@ def generation_loop(model, B, T, length, temperature, top_k, top_p, stop_at_eot,
             if prompt > 0:
                 _, cache = model.decode(context[:, T - 1 - prompt:T - 1], cache, 0)
             pos = tf.constant(prompt)
-        step = functools.partial(body, seed)
+
+        def step(i, tokens, cache, pos, done):  # new token i: the logits, a choice, written down
+            logits, cache, pos = next_logits(tokens, T + i, cache, pos)
+            # Each step has its own seed (seed folded with i): the same seed, the same text.
+            token = choose(logits, temperature, top_k, top_p, tf.random.experimental.stateless_fold_in(seed, i))
+            token = tf.where(done, eot, token)  # a finished row only repeats <|endoftext|>
+            if stop_at_eot:
+                done = done | (token == eot)
+            # write token (B,) into column T + i of the buffer (B, T + length)
+            tokens = tf.tensor_scatter_nd_update(tokens, tf.stack([tf.range(B), tf.fill([B], T + i)], axis=1), token)
+            return i + 1, tokens, cache, pos, done
+
         # tf.while_loop, not a Python loop: one compiled loop of `length` steps, whatever the
         # length. Its state is carried from step to step: under XLA the cache is updated in place.
         state = tf.while_loop(room, step, (tf.constant(0), tokens, cache, pos, tf.zeros([B], tf.bool)))
