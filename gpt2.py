@@ -120,7 +120,8 @@ def split_matvec(x, w, parts):
     comes here: it has many rows."""
     nx, nf = w.shape
     xs = tf.reshape(x, [parts, 1, nx // parts])  # (parts, 1, nx/parts)
-    return tf.reduce_sum(tf.matmul(xs, tf.reshape(w, [parts, nx // parts, nf])), axis=0)  # (1, nf)
+    partial = tf.matmul(xs, tf.reshape(w, [parts, nx // parts, nf]))  # (parts, 1, nf)
+    return tf.cast(tf.reduce_sum(tf.cast(partial, tf.float32), axis=0), x.dtype)  # (1, nf), added in float32
 
 
 def attention(q, k, v, mask, dropout=0.0, seed=None):
