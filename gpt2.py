@@ -299,10 +299,12 @@ class GPT2(tf.Module):
         tokens = tf.cast(tokens, tf.int32)  # NumPy hands over int64
         if T > h.n_ctx:
             raise ValueError(f"sequence of {T} tokens is longer than n_ctx = {h.n_ctx}")
-        # tf.gather returns zeros for a bad id on GPUs and fails only on CPUs: check explicitly.
-        # (Under XLA, asserts are dropped; callers outside compiled code check first.)
-        tf.debugging.assert_non_negative(tokens, message="token ids must be >= 0")
-        tf.debugging.assert_less(tokens, h.n_vocab, message=f"token ids must be < n_vocab = {h.n_vocab}")
+        # tf.gather returns zeros for a bad id on GPUs and fails only on CPUs: check explicitly,
+        # when called eagerly. Compiled callers check their input first (sample.generate; train.py
+        # takes n_vocab from the data), and XLA would drop the check with a warning anyway.
+        if tf.executing_eagerly():
+            tf.debugging.assert_non_negative(tokens, message="token ids must be >= 0")
+            tf.debugging.assert_less(tokens, h.n_vocab, message=f"token ids must be < n_vocab = {h.n_vocab}")
         positions = pos + tf.range(T)
         x = tf.gather(self.wte, tokens) + tf.gather(self.wpe, positions)  # (B, T, C) + (T, C)
         return tf.cast(x, self.compute_dtype)
