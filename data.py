@@ -468,7 +468,8 @@ def prepare(source, out, vocab=4096, val_fraction=0.005, processes=None, vocab_t
 
 # ---- token shards -> tf.data -----------------------------------------------------------------
 
-def dataset(path, split, batch_size, n_ctx, seed=0, input_context=None, shuffle_buffer=1024, piece_windows=256):
+def dataset(path, split, batch_size, n_ctx, seed=0, input_context=None, shuffle_buffer=1024, piece_windows=256,
+            reshuffle=True):
     """A repeating tf.data.Dataset of int32 windows [batch_size, n_ctx + 1] from prepared shards.
 
     Each window is n_ctx + 1 consecutive tokens: inputs window[:, :-1], targets window[:, 1:].
@@ -477,7 +478,8 @@ def dataset(path, split, batch_size, n_ctx, seed=0, input_context=None, shuffle_
     With an input_context (multi-host TPUs) each host reads its own subset of the shards and
     batch_size is the global batch, of which the host builds its part.
     To resume exactly, save the iterator: tf.train.Checkpoint(data=iter(ds)) holds its position,
-    including the shuffle buffer.
+    including the shuffle buffer. reshuffle=False gives every new iterator the same order: the
+    same held-out batches at every evaluation (with True, runs drew different ones after the first).
     """
     with tf.io.gfile.GFile(os.path.join(path, "data.json")) as f:
         facts = json.load(f)
@@ -504,10 +506,10 @@ def dataset(path, split, batch_size, n_ctx, seed=0, input_context=None, shuffle_
         ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
         batch_size = input_context.get_per_replica_batch_size(batch_size) * \
             (input_context.num_replicas_in_sync // input_context.num_input_pipelines)
-    ds = ds.shuffle(len(pieces), seed=seed).repeat()  # a new order of pieces every epoch
+    ds = ds.shuffle(len(pieces), seed=seed, reshuffle_each_iteration=reshuffle).repeat()  # (re)shuffled each epoch
     ds = ds.interleave(lambda file, header, footer: tf.data.FixedLengthRecordDataset(
         file, window_bytes, header_bytes=header, footer_bytes=footer), cycle_length=16, block_length=1)
-    ds = ds.shuffle(shuffle_buffer, seed=seed)
+    ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=reshuffle)
     ds = ds.map(lambda record: tf.reshape(tf.cast(tf.io.decode_raw(record, tf.uint16), tf.int32), [n_ctx + 1]))
     ds = ds.batch(batch_size, drop_remainder=True)  # (B, n_ctx + 1)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -509,7 +509,8 @@ def train(hparams, config, strategy=None, log=print):
 
     train_data = data.dataset(data_dir, "train", config.batch_size, hparams.n_ctx, seed=config.seed)
     val_split = "val" if facts["val_tokens"] > 0 else "train"  # --val_fraction 0: evaluate on train
-    val_data = data.dataset(data_dir, val_split, config.batch_size, hparams.n_ctx, seed=config.seed + 1)
+    val_data = data.dataset(data_dir, val_split, config.batch_size, hparams.n_ctx, seed=config.seed + 1,
+                            reshuffle=False)  # each evaluation: a new iterator, the same batches
     train_iterator = iter(train_data)
     # Everything a resumed run needs: weights, optimizer state (its step count included) and
     # the data position. Dropout's randomness is a function of the step, so no RNG state.

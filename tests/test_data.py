@@ -179,6 +179,12 @@ def test_prepare_and_dataset(tmp_path, gpt2_vocab_dir, tiktoken_gpt2):
     for row in batch.numpy().tolist():  # every row is a window of the token stream
         starts = [i for i in range(0, len(text) - 16, 17) if text[i:i + 17] == row]
         assert starts
+    # without reshuffling, every new iterator starts with the same batches (train.py's evaluations)
+    for reshuffle in (False, True):
+        ds = data.dataset(str(out), "train", batch_size=4, n_ctx=16, seed=0, reshuffle=reshuffle)
+        a, b = iter(ds), iter(ds)
+        same = all((next(a).numpy() == next(b).numpy()).all() for _ in range(3))
+        assert same == (not reshuffle)
 
 
 def test_dataset_position_is_saved_in_a_checkpoint(tmp_path, gpt2_vocab_dir):
