@@ -6,9 +6,11 @@ torch is installed (pip install torch==2.13.0); otherwise they say so.
 """
 import ast
 import glob
+import json
 import os
 import sys
 import sysconfig
+import tempfile
 import time
 
 import numpy as np
@@ -71,7 +73,6 @@ class OpenAIReference:
     pair of *strings* until none is left, caching each chunk's result."""
 
     def __init__(self, vocab_dir):
-        import json
         self.encoder = json.load(open(os.path.join(vocab_dir, "encoder.json")))
         merges = open(os.path.join(vocab_dir, "vocab.bpe"), encoding="utf-8").read().split("\n")[1:-1]
         self.ranks = {tuple(m.split()): i for i, m in enumerate(merges)}
@@ -337,7 +338,6 @@ def bench_quality(steps=400):
     """Held-out loss of the 'tiny' shape on English prose with GPT-2's vocabulary: Adafactor with
     train.py's defaults against AdamW at three peak learning rates (the best one is "tuned"),
     at the same steps, batch and cosine schedule."""
-    import tempfile
     folder = tempfile.mkdtemp()
     text = english_prose(6_000_000)
     documents = text.split("\n\n")
@@ -355,7 +355,6 @@ def bench_quality(steps=400):
                                    learning_rate=lr, steps=steps, batch_size=16, eval_interval=100, eval_steps=20,
                                    log_interval=100, save_interval=steps, warmup_steps=40, sample_length=0)
         train.train(h, config, log=lambda *a: None)
-        import json
         records = [json.loads(line) for line in open(os.path.join(config.out, "metrics.jsonl"))]
         curve = [f"{r['val_loss']:.3f}" for r in records if "val_loss" in r]
         label = f"{optimizer} (default 0.03)" if optimizer == "adafactor" else f"adamw lr {lr:g}"
