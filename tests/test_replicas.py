@@ -31,16 +31,26 @@ assert (r1, r2) == (1, 2)
 # The loss and the all-reduced gradient's norm at every step: a gradient summed wrongly
 # across replicas (or a loss scaled wrongly) shows here, even though Adafactor's updates would hide it.
 assert np.allclose(c1, c2, rtol=1e-5, atol=0), (c1, c2)
-# The weights. One slice is left out: the key bias (the middle third of c_attn/b). Its gradient
-# is zero in exact arithmetic (a constant added to every score of a softmax changes nothing),
-# so it is rounding noise, and Adafactor's normalised update turns noise into a full step.
-C = h.n_embd
-for name in w1:
-    a, b = w1[name], w2[name]
-    if name.endswith("attn/c_attn/b:0"):
-        a, b = np.delete(a, np.s_[C:2 * C]), np.delete(b, np.s_[C:2 * C])
-    assert np.abs(a - b).max() < 1e-6, (name, np.abs(a - b).max())
-assert np.abs(w1["model/wte:0"] - gpt2.GPT2(h).wte.numpy()).max() > 1e-3  # training moved the weights
+# The weights, compared in global norm relative to how far training moved them, never per
+# element. Float32 sums taken in another order (two half-batches, then the all-reduce) differ
+# in the last bits, ~1e-7 relative; Adafactor's step is normalised (gradient / its RMS), so
+# for most weights that stays ~1e-6 after 5 steps. Two slices are different: the attention's
+# key bias has a gradient that is zero in exact arithmetic (a constant added to every score of
+# a softmax changes nothing), so it is pure rounding noise, which the normalised step turns
+# into full steps in random directions; once it has moved, the query bias's gradient is a sum
+# of keys that cancels that common part, and inherits the noise. On those two slices the runs
+# may disagree by as much as both moved (the triangle inequality), so, in global norm:
+#   |W1 - W2| <= 1e-5 |W1 - W0| + |q, k biases' movement in run 1| + |the same in run 2|.
+# A replica bug (a gradient not summed, a replica skipping its update) moves every weight
+# differently: |W1 - W2| of the order of |W1 - W0|, far above this bound.
+w0 = {v.name: v.numpy() for v in gpt2.GPT2(h).variables}
+norm = lambda arrays: float(np.sqrt(sum(np.sum(np.square(a, dtype=np.float64)) for a in arrays)))
+moved = norm(w1[k] - w0[k] for k in w1)
+differ = norm(w1[k] - w2[k] for k in w1)
+qk1, qk2 = (norm((w[k] - w0[k])[:2 * h.n_embd] for k in w if k.endswith("attn/c_attn/b:0")) for w in (w1, w2))
+print("moved", moved, "differ", differ, "q and k biases moved", qk1, qk2)
+assert differ <= 1e-5 * moved + qk1 + qk2, (differ, moved, qk1, qk2)
+assert moved > 1e-2  # training moved the weights
 print("same")
 '''
 
