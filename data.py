@@ -468,15 +468,14 @@ def prepare(source, out, vocab=4096, val_fraction=0.005, processes=None, vocab_t
 
 # ---- token shards -> tf.data -----------------------------------------------------------------
 
-def dataset(path, split, batch_size, n_ctx, seed=0, input_context=None, shuffle_buffer=1024, piece_windows=256,
+def dataset(path, split, batch_size, n_ctx, seed=0, shuffle_buffer=1024, piece_windows=256,
             reshuffle=True):
     """A repeating tf.data.Dataset of int32 windows [batch_size, n_ctx + 1] from prepared shards.
 
     Each window is n_ctx + 1 consecutive tokens: inputs window[:, :-1], targets window[:, 1:].
     Windows do not overlap, so one token pair in n_ctx + 1 is never a target (a small loss that
     keeps reading sequential). Shapes are static (drop_remainder), as TPUs need.
-    With an input_context (multi-host TPUs) each host reads its own subset of the shards and
-    batch_size is the global batch, of which the host builds its part.
+    batch_size is the global batch: train.py cuts it into the replicas' rows on the host.
     To resume exactly, save the iterator: tf.train.Checkpoint(data=iter(ds)) holds its position,
     including the shuffle buffer. reshuffle=False gives every new iterator the same order: the
     same held-out batches at every evaluation (with True, runs drew different ones after the first).
@@ -502,11 +501,7 @@ def dataset(path, split, batch_size, n_ctx, seed=0, input_context=None, shuffle_
             pieces.append((file, start * window_bytes, size - end * window_bytes))
     files, headers, footers = zip(*pieces)
     ds = tf.data.Dataset.from_tensor_slices((list(files), tf.constant(headers, tf.int64), tf.constant(footers, tf.int64)))
-    if input_context is not None and input_context.num_input_pipelines > 1:
-        ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-        batch_size = input_context.get_per_replica_batch_size(batch_size) * \
-            (input_context.num_replicas_in_sync // input_context.num_input_pipelines)
-    ds = ds.shuffle(len(pieces), seed=seed, reshuffle_each_iteration=reshuffle).repeat()  # (re)shuffled each epoch
+    ds = ds.shuffle(len(pieces), seed=seed, reshuffle_each_iteration=reshuffle).repeat()  # each epoch reshuffled, if reshuffle
     ds = ds.interleave(lambda file, header, footer: tf.data.FixedLengthRecordDataset(
         file, window_bytes, header_bytes=header, footer_bytes=footer), cycle_length=16, block_length=1)
     ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=reshuffle)

@@ -18,12 +18,65 @@ Left out: sparse attention, gradient checkpointing, and any Keras layer: every w
 matrix product is written out here.
 """
 import dataclasses
+import glob
+import importlib.metadata
+import importlib.util
 import json
 import math
 import os
 import sys
 import urllib.request
 
+
+# Google's PCI vendor id and its TPU chips' device ids, as JAX and PyTorch/XLA read them
+# (jax/_src/hardware_utils.py): a TPU shows up in /sys without any library or network.
+TPU_PCI_IDS = {"0x0027": "v3", "0x005e": "v4", "0x0062": "v5p", "0x0063": "v5e", "0x006f": "v6e"}  # 0x0027: v2 too
+
+
+def tpu_type(pci_root="/sys/bus/pci/devices", environ=os.environ):
+    """This machine's TPU generation ('v5e', 'v3', ...), or '' if it has none, found without
+    importing TensorFlow: from the PCI devices, else from TPU_ACCELERATOR_TYPE ('v5litepod-8')."""
+    for device in sorted(glob.glob(os.path.join(pci_root, "*"))):
+        try:
+            with open(os.path.join(device, "vendor")) as f, open(os.path.join(device, "device")) as g:
+                vendor, chip = f.read().strip(), g.read().strip()
+        except OSError:
+            continue
+        if vendor == "0x1ae0" and chip in TPU_PCI_IDS:
+            generation = TPU_PCI_IDS[chip]
+            return "v2" if generation == "v3" and environ.get("TPU_ACCELERATOR_TYPE", "").startswith("v2") else generation
+    named = environ.get("TPU_ACCELERATOR_TYPE", "").lower().split("-")[0]  # 'v5litepod-8' -> 'v5litepod'
+    return {"v5litepod": "v5e"}.get(named, named)
+
+
+def tpu_runtime_variables(generation, libtpu_path):
+    """The environment TensorFlow needs, before it is imported, to reach a TPU of this generation.
+
+    From TPU v5e on, TensorFlow reaches TPUs through the PJRT runtime, in a library (libtpu)
+    that it loads as a "pluggable device" while it is imported; the values are those of the
+    newest public example of TensorFlow on such a TPU (keras-io, keras_rs/distributed_embedding_tf.py,
+    with the MLIR bridge it turns on). v2, v3 and v4 work with the runtime built into
+    TensorFlow's TPU build, without them.
+    """
+    if not libtpu_path or generation not in ("v5e", "v5p", "v6e"):
+        return {}
+    return {"PJRT_DEVICE": "TPU", "NEXT_PLUGGABLE_DEVICE_USE_C_API": "true",
+            "TF_PLUGGABLE_DEVICE_LIBRARY_PATH": libtpu_path,
+            "TF_XLA_FLAGS": "--tf_mlir_enable_mlir_bridge=true --tf_mlir_enable_convert_control_to_data_outputs_pass=true "
+                            "--tf_mlir_enable_merge_control_flow_pass=true"}
+
+
+def libtpu_path():
+    """Where the libtpu package's library is (what libtpu.get_library_path() returns), or ''."""
+    spec = importlib.util.find_spec("libtpu")
+    found = glob.glob(os.path.join(os.path.dirname(spec.origin), "libtpu*.so")) if spec and spec.origin else []
+    return found[0] if found else ""
+
+
+# Before TensorFlow is imported (here, and by train.py and sample.py, which import this module
+# first): a user of a v5e TPU VM should not need to know these variables. Elsewhere: nothing.
+for key, value in tpu_runtime_variables(tpu_type(), libtpu_path()).items():
+    os.environ.setdefault(key, value)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter quiet
 import tensorflow as tf  # noqa: E402
 
@@ -150,13 +203,8 @@ def merge_heads(x):
     return tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [-1, tf.shape(x)[2], nh * hs])
 
 
-@tf.function(jit_compile=True)
 def tied_logits(x, wte):
-    """x (B, T, C) times the token embedding wte (V, C), transposed: (B, T, C) x (C, V) -> (B, T, V).
-
-    Always compiled with XLA, even inside a plain graph: for one token at a time (generation)
-    on a CPU, TensorFlow's graph kernel for this product ran at about 5 GB/s (31 ms for the
-    124M model's 154 MB of wte), XLA's at about 30 GB/s (5 ms). tests/bench.py measures it."""
+    """x (B, T, C) times the token embedding wte (V, C), transposed: (B, T, C) x (C, V) -> (B, T, V)."""
     wte = tf.cast(wte, x.dtype)
     if x.shape[0] == 1 and x.shape[1] == 1:  # one token: wte (V, C) times the column x (C, 1)
         # The same numbers, but XLA's CPU backend, given x (1, C) times wte transposed, copied
@@ -466,3 +514,40 @@ def download(name, path):
             raise ValueError(f"could not download {name}/{file} from {OPENAI_URL} (offline?): {e}") from None
         os.replace(partial, target)
     return path
+
+
+# ---- devices: a TPU VM's TPU -------------------------------------------------------------------
+
+def tensorflow_build_problem(installed=None):
+    """One line on why this TensorFlow cannot drive a TPU, or '' if its build looks right.
+    installed: the names of the TensorFlow distributions installed (default: read from pip's records)."""
+    if installed is None:
+        installed = set()
+        for name in ("tensorflow", "tensorflow-cpu", "tensorflow-tpu"):
+            try:
+                importlib.metadata.version(name)
+                installed.add(name)
+            except importlib.metadata.PackageNotFoundError:
+                pass
+    if "tensorflow-tpu" not in installed:
+        return "--tpu: TensorFlow's TPU build (tensorflow-tpu) is not installed: pip install -r requirements-tpu.txt"
+    if installed & {"tensorflow", "tensorflow-cpu"}:
+        return (f"--tpu: {' and '.join(sorted(installed))} are all installed: the CPU build (from requirements.txt?) "
+                "overwrote the TPU build. pip uninstall -y tensorflow tensorflow-cpu tensorflow-tpu, "
+                "then pip install -r requirements-tpu.txt")
+    return ""
+
+
+def connect_tpu():
+    """Starts this TPU VM's TPU system (once per process) and returns its cluster resolver.
+    A failure becomes one line, with the likely causes."""
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu="local")
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, RuntimeError, tf.errors.OpError) as e:
+        devices = ", ".join(sorted({d.device_type for d in tf.config.list_logical_devices()}))
+        raise ValueError(f"--tpu: TensorFlow found no TPU (it sees: {devices}; {type(e).__name__}). "
+                         f"Is this a TPU runtime, freshly started, with nothing else using the TPU? "
+                         f"{tensorflow_build_problem()}".strip()) from None
+    return resolver

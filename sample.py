@@ -23,12 +23,11 @@ import random
 import sys
 import weakref
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter quiet
+import gpt2  # first: on a TPU VM it sets the TPU runtime's variables, read when TensorFlow is imported
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import data  # noqa: E402
-import gpt2  # noqa: E402
 
 
 # ---- filtering the next-token distribution ------------------------------------------------------
@@ -215,7 +214,8 @@ def generate(model, context, length, temperature=1.0, top_k=0, top_p=1.0, seed=N
         # one; wrapped, each setting counts on its own and no "retracing" warning is printed.
         functions[key] = tf.function(functools.partial(run), jit_compile=xla)
     seed = random.randrange(2 ** 31) if seed is None else seed
-    return functions[key](tf.constant(context), tf.constant([seed, 0], tf.int32)).numpy()
+    with tf.device(model.wte.device):  # beside the weights: one device, the first replica, a TPU core
+        return functions[key](tf.constant(context), tf.constant([seed, 0], tf.int32)).numpy()
 
 
 # ---- scoring ---------------------------------------------------------------------------------------
@@ -246,7 +246,8 @@ def score(model, tokens, batch_size=8):
         rows = slice(b * batch_size * n_ctx, (b + 1) * batch_size * n_ctx)
         x = padded[rows].reshape(batch_size, n_ctx)
         y = padded[rows.start + 1:rows.stop + 1].reshape(batch_size, n_ctx)
-        total += float(batch_loss(x, y, weights[rows].reshape(batch_size, n_ctx)))
+        with tf.device(model.wte.device):  # beside the weights, as in generate
+            total += float(batch_loss(x, y, weights[rows].reshape(batch_size, n_ctx)))
         data.progress(f"scoring: {b + 1}/{n_batches} batches", done=b + 1 == n_batches)
     count = int(weights.sum())
     return {"tokens": count, "loss": total / count, "perplexity": math.exp(total / count)}
@@ -278,7 +279,7 @@ def main(argv=None):
     parser.add_argument("--batch_size", type=int, default=1, help="samples generated at once")
     parser.add_argument("--seed", type=int, default=None, help="seed for repeatable samples")
     parser.add_argument("--stop_at_eot", action="store_true", help="end a sample at <|endoftext|>")
-    parser.add_argument("--tpu", default="", help="'' for none, 'local' for a TPU VM, or a TPU's name")
+    parser.add_argument("--tpu", action="store_true", help="run on this TPU VM's first TPU core")
     parser.add_argument("--score", default="", help="print the loss and perplexity of these text files (a glob) instead")
     args = parser.parse_args(argv)
     if not 0 < args.top_p <= 1:
@@ -300,9 +301,12 @@ def main(argv=None):
 def run(args):
     """Loads the model and its vocabulary, then scores or samples as the flags say."""
     path = find_model(args.model)
-    if args.tpu:
-        import train  # only here: train.py imports this module for its closing sample
-        with train.make_strategy(args.tpu).scope():
+    if args.tpu:  # one core is enough to sample: the model on it, without a strategy
+        problem = gpt2.tensorflow_build_problem()
+        if problem:
+            raise ValueError(problem)
+        gpt2.connect_tpu()
+        with tf.device("/TPU:0"):
             model = gpt2.load(path)
     else:
         model = gpt2.load(path)

@@ -21,16 +21,13 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter quiet
-import numpy as np  # noqa: E402
+import gpt2  # first: on a TPU VM it sets the TPU runtime's variables, read when TensorFlow is imported
 import tensorflow as tf  # noqa: E402
 
 import data  # noqa: E402
-import gpt2  # noqa: E402
 import sample  # noqa: E402
 
 
@@ -198,7 +195,7 @@ class TrainConfig:
     steps_per_loop: int = flag(10, "steps per call of the compiled training loop (TPUs: 50-100)")
     seed: int = flag(0, "seed for initialisation, data order and dropout")
     init_from: str = flag("", "start from this model directory (OpenAI's release or train.py's --out) to fine-tune")
-    tpu: str = flag("", "'' for none, 'local' for a TPU VM (Colab v5e-1, Kaggle v3-8), or a TPU's name")
+    tpu: str = flag("", "'local' to train on this TPU VM's cores (Colab, Kaggle); '' for none")
     sample_length: int = flag(200, "tokens to sample at the end (0: none)")
     dry_run: bool = flag(False, "print parameters, FLOPs and memory for this config and batch, then exit")
     eager: bool = flag(False, "run step by step without tf.function/XLA, to use a debugger (slow)")
@@ -276,36 +273,54 @@ def make_strategy(tpu):
     """TPUStrategy for a TPU, MirroredStrategy for several GPUs, else the default (one device).
 
     A strategy decides where variables live and where `strategy.run` executes a function: once
-    per replica (a TPU core, a GPU), each on its own slice of the batch. The training code
-    below is the same for all three; only this choice differs.
+    per replica (a TPU core or chip, a GPU), each on its own rows of the batch. The training
+    code below is the same for all three; only this choice differs.
     """
-    if tpu:  # 'local' on a TPU VM (Colab, Kaggle); a name or grpc:// address for a TPU node
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
-        return tf.distribute.TPUStrategy(resolver)
+    if tpu:
+        return tf.distribute.TPUStrategy(gpt2.connect_tpu())
     if len(tf.config.list_logical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
 
 
-def measure_peak_flops(dtype=tf.float32, n=2048, seconds=1.0):
-    """The FLOP/s of this device on large matrix products: the ceiling MFU is measured against.
+def measure_peak_flops(device, dtype=tf.float32, n=2048, seconds=1.0):
+    """The FLOP/s of one device on large matrix products: the ceiling MFU is measured against.
     (On CPUs no spec sheet says what TensorFlow can reach; on GPUs and TPUs this is a bit below
     the advertised peak, so the MFU shown is a bit above the spec-sheet MFU.)"""
-    a = tf.cast(tf.random.normal([n, n]), dtype)  # 2048^3 multiply-adds: big enough to saturate
+    with tf.device(device):  # where a replica runs, not wherever eager ops default to
+        a = tf.cast(tf.random.normal([n, n]), dtype)  # 2048^3 multiply-adds: big enough to saturate
 
-    @tf.function(jit_compile=True)
-    def products(x):
-        for _ in range(8):
-            x = tf.matmul(x, a) * 0.01  # scaled to stay finite
-        return x
-    products(a).numpy()  # compile (and warm up) before the clock starts
-    runs, start = 0, time.time()
-    while time.time() - start < seconds:
-        products(a).numpy()
-        runs += 1
+        @tf.function(jit_compile=True)
+        def products(x):
+            for _ in range(8):
+                x = tf.matmul(x, a) * 0.01  # scaled to stay finite
+            return x
+        products(a).numpy()  # compile (and warm up) before the clock starts
+        runs, start = 0, time.time()
+        while time.time() - start < seconds:
+            products(a).numpy()
+            runs += 1
     return runs * 8 * 2 * n ** 3 / (time.time() - start)  # 8 products of 2 n^3 FLOPs per run
+
+
+# Published bfloat16 peaks per replica: a v2 or v3 replica is one core (half a chip); from v4
+# on, one chip. Sources: cloud.google.com/tpu/docs/v2, /v3, /v4, /v5e, /v6e (system architecture).
+TPU_PEAK_FLOPS = {"v2": 22.5e12, "v3": 61.5e12, "v4": 275e12, "v5e": 197e12, "v5p": 459e12, "v6e": 918e12}
+
+
+def peak_flops(strategy, device, dtype, log=print):
+    """Peak FLOP/s of all replicas: measured on one replica's device; on a TPU, checked against
+    the published figure, which is used when known (MFU is defined against it)."""
+    measured = measure_peak_flops(device, dtype)
+    replicas, used, source = strategy.num_replicas_in_sync, measured, "measured"
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        chip = gpt2.tpu_type()
+        if chip in TPU_PEAK_FLOPS:
+            used, source = TPU_PEAK_FLOPS[chip], f"published for TPU {chip}, measured {measured / 1e12:.0f} TFLOP/s"
+            if not 1 / 3 < measured / used < 3:
+                log(f"warning: the measured peak ({measured / 1e12:.1f} TFLOP/s per replica) is more than 3x "
+                    f"off the published one for TPU {chip} ({used / 1e12:.1f}): MFU may be wrong")
+    return used * replicas, f"{used / 1e9:,.0f} GFLOP/s per replica ({source})"
 
 
 # ---- the compiled steps ------------------------------------------------------------------------
@@ -314,12 +329,19 @@ class Trainer:
     """Model, optimizer and the compiled training and evaluation loops, under one strategy.
 
     The call chain of one training call, outermost first:
-        train_loop(iterator, steps)   a tf.function: `steps` times, read a batch, run the step
-        strategy.run(replica_step)    once per replica, in parallel
-        replica_step(global_batch)    gradients of its rows, all-reduce, clip, optimizer update
+        train_loop(iterator, steps)   a tf.function: `steps` times, read a global batch on the
+                                      host, cut it into one block of rows per replica, run the step
+        strategy.run(replica_step)    once per replica, in parallel, each on its own rows
+        replica_step(batch)           gradients of its rows, all-reduce, clip, optimizer update
         gradients(batch, seed)        forward and backward pass of one replica
     A retrace (a new compilation) happens only if a shape changes: batch size, n_ctx, or the
     number of replicas. `steps` is a tensor, so a shorter last loop does not retrace.
+
+    How it is compiled: with one device (a CPU, one GPU) the whole replica step is one XLA
+    program. Under TPUStrategy the step functions are plain Python: TPUStrategy compiles all of
+    strategy.run with XLA itself, and an XLA function nested inside is off its tested paths.
+    Under MirroredStrategy (several GPUs) the same plain functions run as a graph: so the TPU's
+    path is also the one the tests run on two logical CPUs.
     """
 
     def __init__(self, hparams, config, strategy):
@@ -339,25 +361,29 @@ class Trainer:
             else:
                 self.optimizer = AdamW(schedule, weight_decay=config.weight_decay)
             self.optimizer.build(self.model.trainable_variables)
+            # Sums kept on each device across the steps of one call (ON_READ: every replica
+            # adds to its own copy; reading from the host averages the copies). So a call of
+            # many steps sends nothing to the host until it ends.
+            on_device = dict(trainable=False, synchronization=tf.VariableSynchronization.ON_READ,
+                             aggregation=tf.VariableAggregation.MEAN)
+            self.loss_sum = tf.Variable(0.0, name="loss_sum", **on_device)
+            self.grad_norm = tf.Variable(0.0, name="grad_norm", **on_device)
         self.schedule = schedule
-        # XLA compiles the whole replica step when there is one device (CPU, one GPU) and on
-        # TPUs (which compile everything anyway). Across several GPUs the all-reduce and the
-        # synchronised variable updates run outside XLA, and only the gradients are compiled.
-        whole = replicas == 1 or isinstance(strategy, tf.distribute.TPUStrategy)
-        jit = not config.eager
-        if jit and not whole:
-            self.gradients = tf.function(self.gradients, jit_compile=True)
-        self.replica_step = tf.function(self.replica_step, jit_compile=whole) if jit else self.replica_step
-        self.replica_loss = tf.function(self.replica_loss, jit_compile=True) if jit else self.replica_loss
-        if jit:  # the loops are compiled graphs (not XLA: they read the tf.data iterator)
+        whole_step_xla = replicas == 1 and not isinstance(strategy, tf.distribute.TPUStrategy)
+        if whole_step_xla and not config.eager:
+            self.replica_step = tf.function(self.replica_step, jit_compile=True)
+            self.replica_loss = tf.function(self.replica_loss, jit_compile=True)
+        if not config.eager:  # the loops are graphs (not XLA: they read the tf.data iterator)
             self.train_loop = tf.function(self.train_loop)
             self.eval_loop = tf.function(self.eval_loop)
 
-    def local_batch(self, batch):
-        """Every replica receives the global batch (B, T + 1) and takes its own rows of it."""
-        i = tf.distribute.get_replica_context().replica_id_in_sync_group
-        rows = batch[i * self.per_replica:(i + 1) * self.per_replica]
-        return tf.reshape(rows, [self.per_replica, batch.shape[1]])  # (B / replicas, T + 1), static
+    def split(self, batch):
+        """The global batch (B, T + 1), cut on the host into one block of B / replicas rows per
+        replica: each device receives only its own rows."""
+        def rows(context):  # called once per replica, with its id as a Python int
+            i = context.replica_id_in_sync_group
+            return batch[i * self.per_replica:(i + 1) * self.per_replica]
+        return self.strategy.experimental_distribute_values_from_function(rows)
 
     def gradients(self, batch, seed):
         x, y = batch[:, :-1], batch[:, 1:]  # inputs and next-token targets, (b, T) each
@@ -371,13 +397,13 @@ class Trainer:
         # tensors are what the all-reduce, the clipping and XLA handle best.
         return loss, [tf.convert_to_tensor(g) for g in grads]
 
-    def replica_step(self, global_batch):
-        """One optimizer step, seen from one replica. Returns its loss and the gradient norm."""
+    def replica_step(self, batch):
+        """One optimizer step, seen from one replica, on its rows (b, T + 1)."""
         context = tf.distribute.get_replica_context()
         step = self.optimizer.iterations
         # Dropout's seed depends only on (seed, step, replica): a resumed run repeats it exactly.
         seed = tf.stack([tf.cast(self.config.seed, tf.int64), step * 1000 + tf.cast(context.replica_id_in_sync_group, tf.int64)])
-        loss, grads = self.gradients(self.local_batch(global_batch), tf.cast(seed, tf.int32))
+        loss, grads = self.gradients(batch, tf.cast(seed, tf.int32))
         # Sum over replicas: afterwards every replica holds the same gradients, applies the
         # same update, and the copies of the weights stay identical without being sent around.
         grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
@@ -385,30 +411,26 @@ class Trainer:
         if self.config.grad_clip > 0:
             grads, _ = tf.clip_by_global_norm(grads, self.config.grad_clip, use_norm=norm)
         self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
-        return loss, norm
+        self.loss_sum.assign_add(loss)
+        self.grad_norm.assign(norm)
 
     def train_loop(self, iterator, steps):
         """`steps` optimizer steps in one call: mean loss and last gradient norm."""
-        mean = tf.distribute.ReduceOp.MEAN
-        total, norm = tf.constant(0.0), tf.constant(0.0)
+        self.loss_sum.assign(0.0)
         for _ in tf.range(steps):
-            loss, replica_norm = self.strategy.run(self.replica_step, args=(next(iterator),))
-            total += self.strategy.reduce(mean, loss, axis=None)
-            norm = self.strategy.reduce(mean, replica_norm, axis=None)  # the same on every replica
-        return total / tf.cast(steps, tf.float32), norm
+            self.strategy.run(self.replica_step, args=(self.split(next(iterator)),))
+        return self.loss_sum.read_value() / tf.cast(steps, tf.float32), self.grad_norm.read_value()
 
-    def replica_loss(self, global_batch):
+    def replica_loss(self, batch):
         """Held-out loss of one replica's rows: no dropout, no gradients."""
-        batch = self.local_batch(global_batch)
-        return gpt2.cross_entropy(self.model(batch[:, :-1]), batch[:, 1:])
+        self.loss_sum.assign_add(gpt2.cross_entropy(self.model(batch[:, :-1]), batch[:, 1:]))
 
     def eval_loop(self, iterator, steps):
         """Mean loss over `steps` batches of the iterator."""
-        total = tf.constant(0.0)
+        self.loss_sum.assign(0.0)
         for _ in tf.range(steps):
-            loss = self.strategy.run(self.replica_loss, args=(next(iterator),))
-            total += self.strategy.reduce(tf.distribute.ReduceOp.MEAN, loss, axis=None)
-        return total / tf.cast(steps, tf.float32)
+            self.strategy.run(self.replica_loss, args=(self.split(next(iterator)),))
+        return self.loss_sum.read_value() / tf.cast(steps, tf.float32)
 
 
 # ---- memory (for --dry_run) --------------------------------------------------------------
@@ -467,21 +489,6 @@ def prepare_data(config):
     return path
 
 
-def check_paths(config):
-    """A TPU reached over the network (not 'local') reads and writes only gs:// paths.
-
-    Its host is another machine: it cannot see this one's disk, and would fail much later,
-    deep inside tf.data, with a message that does not say why.
-    """
-    if config.tpu and config.tpu != "local":
-        for name in ("data", "out"):
-            value = getattr(config, name)
-            if not value.startswith("gs://") and (os.path.exists(value) or "/" in value or name == "out"):
-                raise ValueError(f"--{name} {value}: a remote TPU cannot read local files; use a gs:// path")
-    if config.init_from and not tf.io.gfile.isdir(config.init_from):
-        raise ValueError(f"--init_from {config.init_from}: no such directory")
-
-
 def train(hparams, config, strategy=None, log=print):
     """Trains (or resumes) a run in config.out. Returns the Trainer.
 
@@ -490,11 +497,12 @@ def train(hparams, config, strategy=None, log=print):
     3. the loop: steps_per_loop steps per call, then log, evaluate and save at their intervals;
     4. export the model in OpenAI's layout, with its vocabulary, for sample.py.
     """
-    check_paths(config)
+    if config.init_from and not tf.io.gfile.isdir(config.init_from):
+        raise ValueError(f"--init_from {config.init_from}: no such directory")
+    data_dir = prepare_data(config)  # first: tokenizing forks worker processes, which a TPU runtime must not see
     if config.eager:
         tf.config.run_functions_eagerly(True)
     strategy = strategy or make_strategy(config.tpu)
-    data_dir = prepare_data(config)
     with tf.io.gfile.GFile(os.path.join(data_dir, "data.json")) as f:
         facts = json.load(f)
     if config.init_from:
@@ -518,7 +526,7 @@ def train(hparams, config, strategy=None, log=print):
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(config.out, "checkpoints"), max_to_keep=3)
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint)
-        log(f"resumed from {manager.latest_checkpoint} at step {int(optimizer.iterations)}")
+        log(f"resumed from {manager.latest_checkpoint} at step {int(optimizer.iterations.numpy())}")
     tf.io.gfile.makedirs(config.out)
     gpt2.save_hparams(hparams, config.out)  # so gpt2.load(OUT) reads the checkpoints of a run in progress
     with tf.io.gfile.GFile(os.path.join(config.out, "config.json"), "w") as f:
@@ -527,14 +535,15 @@ def train(hparams, config, strategy=None, log=print):
     # MFU, model FLOPs utilisation: the share of the device's peak that the model's own
     # arithmetic (flops_per_token) uses. The rest is lost to memory traffic and overheads.
     tokens_per_step = config.batch_size * hparams.n_ctx
-    peak = measure_peak_flops(trainer.model.compute_dtype) * strategy.num_replicas_in_sync
-    log(f"{gpt2.num_params(hparams):,} parameters, {strategy.num_replicas_in_sync} replica(s), "
-        f"{tokens_per_step:,} tokens per step, device peak {peak / 1e9:.0f} GFLOP/s (measured)")
+    peak, peak_text = peak_flops(strategy, model.wte.device, model.compute_dtype, log)
+    devices = sorted({v.device for v in getattr(model.wte, "values", [model.wte])})  # one per replica
+    log(f"{gpt2.num_params(hparams):,} parameters, {strategy.num_replicas_in_sync} replica(s) on "
+        f"{', '.join(devices)}, {tokens_per_step:,} tokens per step, peak {peak_text}")
     # Two logs of the same numbers: TensorBoard (tensorboard --logdir OUT/logs) and a JSON line
     # per log step, appended, so a resumed run continues the same file.
     writer = tf.summary.create_file_writer(os.path.join(config.out, "logs"))
     metrics = tf.io.gfile.GFile(os.path.join(config.out, "metrics.jsonl"), "a")
-    step = int(optimizer.iterations)  # 0, or where the restored run stopped
+    step = int(optimizer.iterations.numpy())  # 0, or where the restored run stopped
     start_step, start_time = step, time.time()
     window_start, window_steps, window_loss = time.time(), 0, 0.0
     try:
@@ -576,8 +585,8 @@ def train(hparams, config, strategy=None, log=print):
             if step % config.save_interval < n or step == config.steps:
                 manager.save(checkpoint_number=step)
     except KeyboardInterrupt:  # Ctrl-C arrives between compiled calls, so the state is whole
-        manager.save(checkpoint_number=int(optimizer.iterations))
-        log(f"\ninterrupted: saved step {int(optimizer.iterations)} to {manager.latest_checkpoint}; "
+        manager.save(checkpoint_number=int(optimizer.iterations.numpy()))
+        log(f"\ninterrupted: saved step {int(optimizer.iterations.numpy())} to {manager.latest_checkpoint}; "
             "run the same command again to resume")
         raise
     finally:
@@ -588,27 +597,49 @@ def train(hparams, config, strategy=None, log=print):
     return trainer
 
 
+def closing_sample(model, out, length, seed=0):
+    """A first look at what the model learned: `length` tokens from <|endoftext|>, decoded with
+    the vocabulary in `out`. Works wherever the model lives (sample.generate places itself)."""
+    encoder = data.Encoder.load(out)
+    tokens = sample.generate(model, [[encoder.eot]], length, top_k=40, seed=seed)
+    return encoder.decode(tokens[0].tolist())
+
+
+def check_tpu_flags(config):
+    """The TPU choices a user can get wrong, each as one line, before anything starts."""
+    if not config.tpu:
+        return
+    if config.tpu != "local":
+        raise ValueError(f"--tpu {config.tpu}: only 'local' (a TPU VM: Colab, Kaggle) is supported; "
+                         "remote TPU Nodes are retired")
+    if config.eager:
+        raise ValueError("--eager --tpu local: a TPU runs compiled steps only; step through with --eager on a CPU")
+    problem = gpt2.tensorflow_build_problem()
+    if problem:
+        raise ValueError(problem)
+
+
 def main(argv=None):
     """The command line: parse, check, train (or only print the memory table), sample."""
     hparams, config = parse_config(argv)
-    if config.optimizer not in ("adafactor", "adam"):
-        sys.exit(f"error: --optimizer {config.optimizer}: use adafactor or adam")
-    if config.precision not in ("float32", "bfloat16"):
-        sys.exit(f"error: --precision {config.precision}: use float32 or bfloat16")
-    if config.dry_run:
-        print("\n".join(memory_report(hparams, config)))
-        return
     try:
+        if config.optimizer not in ("adafactor", "adam"):
+            raise ValueError(f"--optimizer {config.optimizer}: use adafactor or adam")
+        if config.precision not in ("float32", "bfloat16"):
+            raise ValueError(f"--precision {config.precision}: use float32 or bfloat16")
+        if config.dry_run:
+            print("\n".join(memory_report(hparams, config)))
+            return
+        check_tpu_flags(config)
         trainer = train(hparams, config)
     except (ValueError, FloatingPointError) as e:  # a user's mistake or a diverged run: one line
         sys.exit(f"error: {e}")
     except KeyboardInterrupt:
         sys.exit(130)
     print(f"saved the model to {config.out}")
-    if config.sample_length:  # a first look at what the model learned, from <|endoftext|>
-        encoder = data.Encoder.load(config.out)
-        tokens = sample.generate(trainer.model, [[encoder.eot]], config.sample_length, top_k=40, seed=config.seed)
-        print("-" * 80 + "\n" + encoder.decode(tokens[0].tolist()) + "\n" + "-" * 80)
+    if config.sample_length:
+        print("-" * 80 + "\n" + closing_sample(trainer.model, config.out, config.sample_length, config.seed) +
+              "\n" + "-" * 80)
 
 
 if __name__ == "__main__":

@@ -208,3 +208,9 @@ def test_cli_bad_input(model_dir, tmp_path):
     (tmp_path / "empty.txt").write_text("")
     code, _, line = run_cli("--model", model_dir, "--score", str(tmp_path / "empty.txt"))
     assert code != 0 and line.startswith("error:") and "no text" in line
+
+
+def test_tpu_without_the_tpu_build_is_one_line(model_dir):
+    with pytest.raises(SystemExit) as exit:
+        sample.main(["--model", model_dir, "--tpu"])
+    assert str(exit.value.code).startswith("error: --tpu: TensorFlow's TPU build (tensorflow-tpu) is not installed")

@@ -175,8 +175,6 @@ def test_bad_input_gets_one_line(tmp_path, corpus):
     assert code != 0 and "unknown config field(s) ['n_layers']" in line
     code, line = run_cli("--data", corpus, "--out", str(tmp_path / "o"), "--init_from", str(tmp_path / "missing"))
     assert code != 0 and line == f"error: --init_from {tmp_path / 'missing'}: no such directory"
-    code, line = run_cli("--data", corpus, "--tpu", "my-tpu", "--out", str(tmp_path / "o"))
-    assert code != 0 and "cannot read local files" in line
     code, line = run_cli("--data", str(tmp_path / "none*.txt"), "--out", str(tmp_path / "o2"))
     assert code != 0 and "no files match" in line
     code, line = run_cli("--data", corpus, "--out", str(tmp_path / "o3"), "--config", "tiny", "--batch_size", "100000")
