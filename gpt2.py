@@ -14,7 +14,7 @@ Variables carry the names of OpenAI's released checkpoints (`model/wte`, `model/
 Shape letters: B batch, T time (sequence length), C channels (n_embd), nh heads (n_head),
 hs head size (C / nh), V vocabulary (n_vocab), S key positions (T, or the length of the KV cache).
 
-Left out: sparse attention, gradient checkpointing, and any Keras layer: every weight and every
+Left out: sparse attention, and any Keras layer: every weight and every
 matrix product is written out here.
 """
 import dataclasses
@@ -313,10 +313,13 @@ def update_slice(cache, new, pos):
 class GPT2(tf.Module):
     """GPT-2: int32 tokens (B, T) -> float32 logits (B, T, V) for the token that follows each one."""
 
-    def __init__(self, hparams, seed=0, compute_dtype=tf.float32):
+    def __init__(self, hparams, seed=0, compute_dtype=tf.float32, recompute=False):
         super().__init__(name="model")
         h = self.hparams = hparams
         self.compute_dtype = compute_dtype  # bfloat16 for TPUs: weights stay float32, math in bf16
+        # Activation recomputation (Chen et al. 2016, arXiv 1604.06174): in training keep only each
+        # block's input, and run the block again in the backward pass to get the rest.
+        self.recompute = recompute
         weights = Weights(seed)
         self.wte = weights.normal("model/wte", [h.n_vocab, h.n_embd], 0.02)  # token embeddings
         self.wpe = weights.normal("model/wpe", [h.n_ctx, h.n_embd], 0.01)  # position embeddings
@@ -338,7 +341,8 @@ class GPT2(tf.Module):
         if seeds is not None:
             x = dropout(x, self.hparams.dropout, seeds[-1][0])
         for i, block in enumerate(self.h):
-            x, _ = block(x, mask, seeds=None if seeds is None else seeds[i])
+            run = lambda x, block=block, i=i: block(x, mask, seeds=None if seeds is None else seeds[i])[0]  # noqa: E731
+            x = tf.recompute_grad(run)(x) if self.recompute and training else run(x)
         return self.unembed(x)
 
     def embed(self, tokens, pos):

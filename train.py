@@ -13,8 +13,8 @@ Run `python train.py` with no arguments for the offline quick start: it trains a
 Python standard library's source, trains the 'mini' GPT-2 on it, and samples from it.
 
 Shape letters as in gpt2.py: B batch, T time, C channels, V vocabulary.
-Left out: multi-host TPU pods (one host, up to 8 cores: Colab's and Kaggle's TPUs), gradient
-accumulation, and mixed precision loss scaling (bfloat16 does not need it).
+Left out: multi-host TPU pods (one host, up to 8 chips: Colab's and Kaggle's TPUs) and mixed
+precision loss scaling (bfloat16 does not need it).
 """
 import argparse
 import dataclasses
@@ -193,6 +193,11 @@ class TrainConfig:
     save_interval: int = flag(100, "checkpoint every this many steps")
     log_interval: int = flag(20, "print and log every this many steps (a multiple of steps_per_loop)")
     steps_per_loop: int = flag(10, "steps per call of the compiled training loop (TPUs: 50-100)")
+    grad_accum: int = flag(1, "gradient accumulation: run each replica's rows as this many micro-batches, one "
+                              "after another, and step once with their mean gradient (the same update, "
+                              "1/N of the activation memory)")
+    recompute: bool = flag(False, "recompute each block's activations in the backward pass instead of keeping "
+                                  "them: less memory for about a third more compute")
     seed: int = flag(0, "seed for initialisation, data order and dropout")
     init_from: str = flag("", "start from this model directory (OpenAI's release or train.py's --out) to fine-tune")
     tpu: str = flag("", "'local' to train on this TPU VM's cores (Colab, Kaggle); '' for none")
@@ -350,11 +355,15 @@ class Trainer:
         if config.batch_size % replicas:
             raise ValueError(f"--batch_size {config.batch_size} does not split evenly across {replicas} replicas")
         self.per_replica = config.batch_size // replicas
+        if config.grad_accum < 1 or self.per_replica % config.grad_accum:
+            raise ValueError(f"--batch_size {config.batch_size} gives {self.per_replica} rows per replica, which "
+                             f"--grad_accum {config.grad_accum} does not split evenly")
+        self.micro_batch = self.per_replica // config.grad_accum  # rows in one forward and backward pass
         # bfloat16 has float32's range (8 exponent bits) with 8 bits of mantissa: no loss
         # scaling needed, unlike float16. Weights and optimizer state stay float32.
         dtype = tf.bfloat16 if config.precision == "bfloat16" else tf.float32
         with strategy.scope():  # variables made here are mirrored on every replica
-            self.model = gpt2.GPT2(hparams, seed=config.seed, compute_dtype=dtype)
+            self.model = gpt2.GPT2(hparams, seed=config.seed, compute_dtype=dtype, recompute=config.recompute)
             schedule = learning_rate_schedule(config)
             if config.optimizer == "adafactor":
                 self.optimizer = Adafactor(schedule, weight_decay=config.weight_decay)
@@ -397,13 +406,28 @@ class Trainer:
         # tensors are what the all-reduce, the clipping and XLA handle best.
         return loss, [tf.convert_to_tensor(g) for g in grads]
 
+    def accumulated_gradients(self, batch, seed):
+        """Mean loss and gradients over a replica's rows, as grad_accum micro-batches run one
+        after another: the mean of the micro-batches' gradients is the gradient of the mean."""
+        n = self.config.grad_accum
+        if n == 1:
+            return self.gradients(batch, seed)
+        micro = tf.reshape(batch, [n, self.micro_batch, batch.shape[1]])  # (n, b / n, T + 1)
+        loss = tf.constant(0.0)
+        grads = [tf.zeros(v.shape) for v in self.model.trainable_variables]  # float32, one weights' worth
+        for i in tf.range(n):  # a loop, not n copies: one micro-batch's activations alive at a time
+            micro_loss, micro_grads = self.gradients(micro[i], tf.random.experimental.stateless_fold_in(seed, i))
+            loss += micro_loss / n
+            grads = [g + m / n for g, m in zip(grads, micro_grads)]
+        return loss, grads
+
     def replica_step(self, batch):
         """One optimizer step, seen from one replica, on its rows (b, T + 1)."""
         context = tf.distribute.get_replica_context()
         step = self.optimizer.iterations
         # Dropout's seed depends only on (seed, step, replica): a resumed run repeats it exactly.
         seed = tf.stack([tf.cast(self.config.seed, tf.int64), step * 1000 + tf.cast(context.replica_id_in_sync_group, tf.int64)])
-        loss, grads = self.gradients(batch, tf.cast(seed, tf.int32))
+        loss, grads = self.accumulated_gradients(batch, tf.cast(seed, tf.int32))
         # Sum over replicas: afterwards every replica holds the same gradients, applies the
         # same update, and the copies of the weights stay identical without being sent around.
         grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
@@ -422,8 +446,12 @@ class Trainer:
         return self.loss_sum.read_value() / tf.cast(steps, tf.float32), self.grad_norm.read_value()
 
     def replica_loss(self, batch):
-        """Held-out loss of one replica's rows: no dropout, no gradients."""
-        self.loss_sum.assign_add(gpt2.cross_entropy(self.model(batch[:, :-1]), batch[:, 1:]))
+        """Held-out loss of one replica's rows: no dropout, no gradients; in micro-batches, so
+        evaluating needs no more memory than training."""
+        n = self.config.grad_accum
+        micro = tf.reshape(batch, [n, self.micro_batch, batch.shape[1]])  # (n, b / n, T + 1)
+        for i in tf.range(n):
+            self.loss_sum.assign_add(gpt2.cross_entropy(self.model(micro[i, :, :-1]), micro[i, :, 1:]) / n)
 
     def eval_loop(self, iterator, steps):
         """Mean loss over `steps` batches of the iterator."""
@@ -433,38 +461,123 @@ class Trainer:
         return self.loss_sum.read_value() / tf.cast(steps, tf.float32)
 
 
-# ---- memory (for --dry_run) --------------------------------------------------------------
+# ---- memory: will it fit? (--dry_run) ---------------------------------------------------------
 
-def memory_report(hparams, config, replicas=1, hbm_gb=16.0):
-    """Bytes for weights, gradients, optimizer state and activations, per replica, as lines.
+# Memory of one replica in GiB. A TPU v2 or v3 replica is one core, half a chip (v3: 32 GiB per
+# chip); from v4 on, one chip. Sources: cloud.google.com/tpu/docs/v2, /v3, /v4, /v5e, /v6e; NVIDIA's
+# data sheets for the GPUs.
+DEVICES = {"TPU v2 core": 8, "TPU v3 core": 16, "TPU v4 chip": 32, "TPU v5e chip": 16, "TPU v6e chip": 32,
+           "GPU 16 GB (T4, V100)": 16, "GPU 24 GB (L4)": 24, "GPU 40 GB (A100)": 40, "GPU 80 GB (A100, H100)": 80}
+GIB = 2 ** 30
+MARGIN = 0.10  # for temporaries beyond the terms below, and fragmentation: 10% of their sum
 
-    Activations follow Korthikanti et al. 2022 (arXiv 2205.05198, section 4.1): per layer
-    34*B*T*C + 5*nh*B*T^2 bytes in 16-bit precision without recomputation (twice in float32).
-    hbm_gb: one TPU v3 core has 16 GB, as in 2019.
+
+def variable_shapes(hparams):
+    """The variables' shapes, as gpt2.GPT2 creates them (without building a 6 GB model): wte, wpe,
+    ln_f g and b; then per block ln_1 and ln_2 (g, b), c_attn, attn c_proj, c_fc, mlp c_proj (w, b)."""
+    V, T, C = hparams.n_vocab, hparams.n_ctx, hparams.n_embd
+    block = [[C], [C], [C], [C], [C, 3 * C], [3 * C], [C, C], [C], [C, 4 * C], [4 * C], [4 * C, C], [C]]
+    return [[V, C], [T, C], [C], [C]] + hparams.n_layer * block
+
+
+def activation_bytes(hparams, rows, size, recompute):
+    """What the backward pass keeps alive, in bytes, for `rows` sequences in a compute dtype of
+    `size` bytes (4: float32, 2: bfloat16), derived from gpt2.Block's forward pass. Per block:
+      in the compute dtype, T x C each: the block's input; ln_1's output (c_attn's input); q, k, v
+        (3); the heads' merged output (c_proj's input); x after the attention residual (ln_2's
+        input); ln_2's output (c_fc's input); c_fc's output (4, gelu's input); the tanh inside
+        gelu (4, for its derivative); gelu's output (4, mlp c_proj's input): 20 T x C;
+      in float32, per LayerNorm: x normalised (for g's gradient), and in bfloat16 also its float32
+        copy of x (for the variance's gradient);
+      nh x T x T attention probabilities in float32 (softmax's gradient), and in bfloat16 also their
+        bfloat16 copy (the product with v); with dropout, a byte per kept-or-dropped mask entry.
+    With recomputation a block keeps only its input, and one block at a time is run again in the
+    backward pass, so one block's full set is alive on top."""
+    T, C, nh, L = hparams.n_ctx, hparams.n_embd, hparams.n_head, hparams.n_layer
+    layer_norm = 4 if size == 4 else 8
+    masks = 1 if hparams.dropout > 0 else 0
+    block = rows * (T * C * (20 * size + 2 * layer_norm + 3 * masks) + nh * T * T * (4 + (size % 4) + masks))
+    final_norm = rows * T * C * (size + layer_norm)
+    return (L * rows * T * C * size + block if recompute else L * block) + final_norm
+
+
+def memory_plan(hparams, config, replicas=1):
+    """Bytes one replica holds at the peak of a training step, term by term (a dict whose values
+    add up to the total). Checked against XLA's own buffer statistics: tests/bench.py memory.
+
+    Besides what lives through the whole step (weights, optimizer state, and with --grad_accum
+    the running sum of the gradients), a step peaks at one of two moments, and the plan keeps
+    the larger: the start of the backward pass, when every activation the backward pass needs
+    and the logits' softmax and gradient are alive; or its end, when all the gradients are
+    (the clipping needs their global norm before any update), with wte's gradient in three
+    pieces (the output matmul's, the embedding lookup's, their sum) and the update's temporaries.
     """
-    C, T, L, nh = hparams.n_embd, hparams.n_ctx, hparams.n_layer, hparams.n_head
-    # The variables' shapes, as gpt2.GPT2 creates them (without building a 6 GB model):
-    # wte, wpe, ln_f; then per block ln_1 and ln_2 (g, b), c_attn, attn c_proj, c_fc, mlp c_proj.
-    shapes = [[hparams.n_vocab, C], [T, C], [C], [C]] + L * [[C], [C], [C], [C], [C, 3 * C], [3 * C], [C, C], [C],
-                                                         [C, 4 * C], [4 * C], [4 * C, C], [C]]
-    n = gpt2.num_params(hparams)
+    n, V, C, T = gpt2.num_params(hparams), hparams.n_vocab, hparams.n_embd, hparams.n_ctx
+    shapes = variable_shapes(hparams)
     assert sum(math.prod(s) for s in shapes) == n
-    b = config.batch_size // replicas  # each replica holds its own rows' activations
-    bytes_per = 2 if config.precision == "bfloat16" else 4
-    activations = L * (34 * b * T * C + 5 * nh * b * T * T) * bytes_per / 2
-    rows = [("weights (float32)", 4 * n), ("gradients (float32)", 4 * n),
-            ("Adam state (m, v)", 4 * optimizer_state_floats(shapes, "adam")),
-            ("Adafactor state (R, C)", 4 * optimizer_state_floats(shapes, "adafactor")),
-            (f"activations (batch {b} per replica)", activations)]
-    gb = 1e9
-    lines = [f"parameters: {n:,}   training FLOPs per token: {gpt2.flops_per_token(hparams):,}"]
-    lines += [f"  {name:<38} {value / gb:9.3f} GB" for name, value in rows]
-    for opt, state in (("adam", rows[2][1]), ("adafactor", rows[3][1])):
-        total = 8 * n + state  # weights + gradients (4 bytes each per parameter) + state
-        verdict = "fits" if total + activations <= hbm_gb * gb else "does NOT fit"
-        lines.append(f"  with {opt:<10}: weights + gradients + state {total / gb:7.2f} GB, + activations "
-                     f"{(total + activations) / gb:7.2f} GB: {verdict} in {hbm_gb:g} GB")
+    size = 2 if config.precision == "bfloat16" else 4
+    rows = config.batch_size // replicas // config.grad_accum  # one micro-batch: what is alive at once
+    state = {"adam": 8 * n, "adafactor": 4 * optimizer_state_floats(shapes, "adafactor")}[config.optimizer]
+    plan = {"weights (float32)": 4 * n, f"{config.optimizer} state": state,
+            "weights cast to bfloat16 for the matmuls": 2 * n if size == 2 else 0,
+            "gradient accumulation buffer (float32)": 4 * n if config.grad_accum > 1 else 0}
+    activations = activation_bytes(hparams, rows, size, config.recompute)
+    # logits (B, T, V) in the compute dtype (and a float32 copy in bfloat16), the softmax kept
+    # for the gradient, and the gradient twice (the loss's, then scaled): 16 bytes per logit in float32
+    logits = rows * T * V * (16 if size == 4 else 18)
+    gradients = 4 * n + 2 * 4 * V * C
+    if activations + logits >= gradients:
+        plan[f"activations ({rows} rows{', recomputed' if config.recompute else ''})"] = activations
+        plan["logits, their softmax and gradient"] = logits
+    else:
+        plan["gradients (float32), wte's in three pieces"] = gradients
+    plan["margin for temporaries (10%)"] = MARGIN * sum(plan.values())
+    return plan
+
+
+def largest_batch(hparams, config, memory):
+    """The most rows per micro-batch and replica whose plan fits `memory` bytes (0: none)."""
+    rows = 0
+    while rows < 4096 and sum(memory_plan(hparams, dataclasses.replace(
+            config, batch_size=rows + 1, grad_accum=1), replicas=1).values()) <= memory:
+        rows += 1
+    return rows
+
+
+def memory_table(hparams, config, replicas=1):
+    """--dry_run's report: the plan for this run, then each device's verdict, as lines."""
+    plan = memory_plan(hparams, config, replicas)
+    total = sum(plan.values())
+    lines = [f"parameters: {gpt2.num_params(hparams):,}   training FLOPs per token: {gpt2.flops_per_token(hparams):,}",
+             f"per replica, {config.precision}, {config.batch_size // replicas} rows per replica in "
+             f"{config.grad_accum} micro-batch(es) of {hparams.n_ctx} tokens:"]
+    lines += [f"  {name:<48} {value / GIB:8.2f} GiB" for name, value in plan.items()]
+    lines.append(f"  {'total':<48} {total / GIB:8.2f} GiB")
+    lines.append("device (memory per replica): verdict, most rows per micro-batch that fit")
+    for device, gib in DEVICES.items():
+        verdict = "fits" if total <= gib * GIB else "does NOT fit"
+        lines.append(f"  {device:<24} {gib:3d} GiB: {verdict:<12} largest micro-batch {largest_batch(hparams, config, gib * GIB)}")
     return lines
+
+
+def memory_warning(hparams, config, replicas, memory):
+    """A warning if the plan exceeds `memory` bytes per replica (None: not known), else ''."""
+    planned = sum(memory_plan(hparams, config, replicas).values())
+    if memory is None or planned <= memory:
+        return ""
+    return (f"warning: the memory planner expects {planned / GIB:.1f} GiB per replica, more than this device's "
+            f"{memory / GIB:.0f} GiB: try --recompute, --grad_accum N or a smaller --batch_size (--dry_run shows the plan)")
+
+
+def device_memory(strategy):
+    """Bytes of memory one replica has, where known without running anything: a TPU by its
+    generation (as in DEVICES), a CPU by the machine's RAM; None for GPUs."""
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        gib = {"v2": 8, "v3": 16, "v4": 32, "v5e": 16, "v5p": 95, "v6e": 32}.get(gpt2.tpu_type())
+        return gib * GIB if gib else None
+    if tf.config.list_logical_devices("GPU"):
+        return None
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 # ---- the run -----------------------------------------------------------------------------------
@@ -535,6 +648,9 @@ def train(hparams, config, strategy=None, log=print):
     # MFU, model FLOPs utilisation: the share of the device's peak that the model's own
     # arithmetic (flops_per_token) uses. The rest is lost to memory traffic and overheads.
     tokens_per_step = config.batch_size * hparams.n_ctx
+    warning = memory_warning(hparams, config, strategy.num_replicas_in_sync, device_memory(strategy))
+    if warning:  # before the first step compiles, which is where running out of memory would show
+        log(warning)
     peak, peak_text = peak_flops(strategy, model.wte.device, model.compute_dtype, log)
     devices = sorted({v.device for v in getattr(model.wte, "values", [model.wte])})  # one per replica
     log(f"{gpt2.num_params(hparams):,} parameters, {strategy.num_replicas_in_sync} replica(s) on "
@@ -627,8 +743,11 @@ def main(argv=None):
             raise ValueError(f"--optimizer {config.optimizer}: use adafactor or adam")
         if config.precision not in ("float32", "bfloat16"):
             raise ValueError(f"--precision {config.precision}: use float32 or bfloat16")
+        if config.grad_accum < 1 or config.batch_size % config.grad_accum:
+            raise ValueError(f"--batch_size {config.batch_size} does not split into --grad_accum {config.grad_accum} "
+                             "equal micro-batches")
         if config.dry_run:
-            print("\n".join(memory_report(hparams, config)))
+            print("\n".join(memory_table(hparams, config)))
             return
         check_tpu_flags(config)
         trainer = train(hparams, config)

@@ -1,13 +1,16 @@
 """Speed and memory figures, run by hand (not by pytest): python tests/bench.py [part ...]
 
-Parts: tokenizer, bpe, train, sample, quality (default: all). Each figure is printed with the ratio to
+Parts: tokenizer, bpe, train, sample, quality, memory (default: all). Each figure is printed with the ratio to
 its reference, measured in the same run on the same machine. PyTorch comparisons run when
 torch is installed (pip install torch==2.13.0); otherwise they say so.
 """
 import ast
+import dataclasses
 import glob
 import json
 import os
+import re
+import shutil
 import sys
 import sysconfig
 import tempfile
@@ -20,6 +23,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if sys.argv[1:2] == ["memory-one"]:  # XLA reads its flags when TensorFlow starts
+    os.environ["XLA_DUMP"] = tempfile.mkdtemp()
+    os.environ["XLA_FLAGS"] = f"--xla_dump_to={os.environ['XLA_DUMP']}"
 import tensorflow as tf  # noqa: E402
 
 import data  # noqa: E402
@@ -184,7 +190,7 @@ def bench_bpe():
 def bench_train(steps=20):
     h = gpt2.HParams(n_vocab=50257, n_ctx=256, n_embd=256, n_head=4, n_layer=4)
     batch_size = 8
-    peak = train.measure_peak_flops(tf.float32, seconds=3.0)
+    peak = train.measure_peak_flops(None, tf.float32, seconds=3.0)
     print(f"training: {gpt2.num_params(h):,} parameters (4 layers, 256 wide, context 256, GPT-2 vocabulary), "
           f"batch {batch_size}, float32")
     print(f"  this CPU's float32 matmul peak (measured, 2048^3 XLA matmuls): {peak / 1e9:.0f} GFLOP/s")
@@ -197,6 +203,11 @@ def bench_train(steps=20):
     tokens_per_sec = batch_size * h.n_ctx / seconds
     mfu = tokens_per_sec * gpt2.flops_per_token(h) / peak
     print(f"  ours (XLA, Adafactor) {tokens_per_sec:8.0f} tokens/s, {1000 * seconds:.0f} ms/step, MFU {100 * mfu:.1f}%")
+    recompute = train.Trainer(h, dataclasses.replace(config, recompute=True), tf.distribute.get_strategy())
+    recompute.train_loop(iterator, tf.constant(steps))
+    slower = best_of(lambda: float(recompute.train_loop(iterator, tf.constant(steps))[0])) / steps
+    print(f"  with --recompute      {batch_size * h.n_ctx / slower:8.0f} tokens/s, {1000 * slower:.0f} ms/step "
+          f"({slower / seconds:.2f}x the time; MFU counts the model's FLOPs, not the recomputed ones)")
     try:
         import torch
     except ImportError:
@@ -206,6 +217,50 @@ def bench_train(steps=20):
     torch_tps = batch_size * h.n_ctx / (ms / 1000)
     print(f"  PyTorch {torch.__version__} (eager, AdamW)  {torch_tps:8.0f} tokens/s, {ms:.0f} ms/step "
           f"-> ours is {tokens_per_sec / torch_tps:.2f}x")
+
+
+MEMORY_GRID = [  # (n_ctx, TrainConfig fields): the 124M shape, Adafactor, float32 unless said
+    (256, dict(batch_size=1)), (256, dict(batch_size=2)), (256, dict(batch_size=4)),
+    (512, dict(batch_size=1)), (512, dict(batch_size=2)), (512, dict(batch_size=4)),
+    (256, dict(batch_size=4, recompute=True)), (512, dict(batch_size=4, recompute=True)),
+    (512, dict(batch_size=4, grad_accum=2)), (512, dict(batch_size=4, grad_accum=2, recompute=True)),
+    (512, dict(batch_size=2, precision="bfloat16")), (512, dict(batch_size=2, grad_clip=0.0))]
+
+
+def bench_memory():
+    """The planner (train.memory_plan) against XLA's own buffer statistics for the compiled step:
+    each configuration compiles and runs one step in a new process with XLA's dumps on, and the
+    step's buffer assignment says how many bytes it uses in all (its arguments, the weights and
+    optimizer state, included). These are XLA's CPU backend's figures; a TPU's compiler schedules
+    its own buffers, so they calibrate the planner rather than measure a TPU."""
+    import subprocess
+    print("memory of one training step, 124M shape, Adafactor: planner vs XLA's buffer assignment (GiB)")
+    print(f"  {'n_ctx':>5}  {'flags':<44} {'planner':>8} {'XLA':>8} {'planner/XLA':>11}")
+    for n_ctx, fields in MEMORY_GRID:
+        result = subprocess.run([sys.executable, __file__, "memory-one", str(n_ctx), json.dumps(fields)],
+                                capture_output=True, text=True)
+        flags = " ".join(f"--{k} {v}" for k, v in fields.items())
+        if result.returncode != 0:
+            print(f"  {n_ctx:5d}  {flags:<44} failed: {result.stderr[-300:]}")
+            continue
+        measured = int(result.stdout.split()[-1])
+        h = dataclasses.replace(gpt2.PRESETS["124M"], n_ctx=n_ctx)
+        planned = sum(train.memory_plan(h, train.TrainConfig(**fields)).values())
+        print(f"  {n_ctx:5d}  {flags:<44} {planned / 2 ** 30:8.3f} {measured / 2 ** 30:8.3f} {planned / measured:11.2f}")
+
+
+def xla_step_bytes(n_ctx, fields):
+    """Runs one step with XLA's dumps on (set before TensorFlow starts: call in a new process) and
+    returns the bytes the step's buffer assignment says it uses in all."""
+    h = dataclasses.replace(gpt2.PRESETS["124M"], n_ctx=n_ctx)
+    config = train.TrainConfig(**fields)
+    trainer = train.Trainer(h, config, tf.distribute.get_strategy())
+    tokens = np.random.default_rng(0).integers(0, h.n_vocab, size=(config.batch_size, n_ctx + 1)).astype(np.int32)
+    trainer.train_loop(iter(tf.data.Dataset.from_tensors(tokens).repeat()), tf.constant(1))
+    files = glob.glob(os.path.join(os.environ["XLA_DUMP"], "*replica_step*buffer-assignment.txt"))
+    used = [int(m.group(1)) for f in files for m in [re.search(r"Total bytes used: (\d+)", open(f).read())] if m]
+    shutil.rmtree(os.environ["XLA_DUMP"])
+    return max(used)
 
 
 def torch_gpt2(torch, h):
@@ -362,8 +417,11 @@ def bench_quality(steps=400):
 
 
 if __name__ == "__main__":
-    parts = sys.argv[1:] or ["tokenizer", "bpe", "train", "sample", "quality"]
+    if sys.argv[1:2] == ["memory-one"]:  # one configuration of bench_memory, in its own process
+        print(xla_step_bytes(int(sys.argv[2]), json.loads(sys.argv[3])))
+        sys.exit()
+    parts = sys.argv[1:] or ["tokenizer", "bpe", "train", "sample", "quality", "memory"]
     for part in parts:
         {"tokenizer": bench_tokenizer, "bpe": bench_bpe, "train": bench_train, "sample": bench_sample,
-         "quality": bench_quality}[part]()
+         "quality": bench_quality, "memory": bench_memory}[part]()
         print()

@@ -2,6 +2,7 @@
 import os
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,3 +31,27 @@ def tiktoken_from_files(vocab_dir):
 @pytest.fixture(scope="session")
 def tiktoken_gpt2(gpt2_vocab_dir):
     return tiktoken_from_files(gpt2_vocab_dir)
+
+
+def global_norm(arrays):
+    """sqrt of the sum of squares over all the arrays, in float64."""
+    return float(np.sqrt(sum(np.sum(np.square(np.asarray(a), dtype=np.float64)) for a in arrays)))
+
+
+def assert_trained_alike(w0, w1, w2, n_embd):
+    """Two runs from the same weights w0 (dicts name -> array) that should compute the same
+    updates in a different order of float32 sums. Compared in global norm relative to how far
+    training moved the weights, never per element: Adafactor's step is normalised (gradient /
+    its RMS), so rounding in most weights stays ~1e-6 of the movement. Two slices are different:
+    the attention's key bias has a gradient that is zero in exact arithmetic (a constant added
+    to every score of a softmax changes nothing), so it is pure rounding noise, which the
+    normalised step turns into full steps in random directions; once it has moved, the query
+    bias's gradient is a sum of keys that cancels that common part, and inherits the noise. On
+    those two slices the runs may disagree by as much as both moved (the triangle inequality):
+      |W1 - W2| <= 1e-5 |W1 - W0| + |q, k biases' movement in run 1| + |the same in run 2|.
+    A real difference (a gradient not summed, rows read twice) moves every weight differently:
+    |W1 - W2| of the order of |W1 - W0|, far above this bound."""
+    moved, differ = global_norm(w1[k] - w0[k] for k in w0), global_norm(w1[k] - w2[k] for k in w0)
+    qk1, qk2 = (global_norm((w[k] - w0[k])[:2 * n_embd] for k in w0 if k.endswith("attn/c_attn/b")) for w in (w1, w2))
+    assert moved > 1e-3  # training moved the weights
+    assert differ <= 1e-5 * moved + qk1 + qk2, (differ, moved, qk1, qk2)

@@ -1,4 +1,5 @@
 """train.py: Adafactor against the paper's equations in NumPy, and the training loop's promises."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -10,7 +11,7 @@ import tensorflow as tf
 
 import gpt2
 import train
-from conftest import ROOT
+from conftest import ROOT, assert_trained_alike, global_norm
 
 
 def adafactor_reference(params, grads_per_step, lr=None, beta1=0.0, weight_decay=0.0):
@@ -129,11 +130,13 @@ def test_bfloat16_step_runs(tmp_path, corpus):
     assert all(np.isfinite(r["train_loss"]) for r in losses if "train_loss" in r)
 
 
-def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, corpus):
-    straight = train.train(TINY, tiny_config(tmp_path / "a", corpus), log=lambda *a: None)
-    train.train(TINY, tiny_config(tmp_path / "b", corpus, steps=2), log=lambda *a: None)  # "interrupted" at 2
-    # a new process would start here; the same command resumes from checkpoints/ckpt-2
-    resumed = train.train(TINY, tiny_config(tmp_path / "b", corpus), log=lambda *a: None)
+@pytest.mark.parametrize("grad_accum", [1, 2])
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, corpus, grad_accum):
+    straight = train.train(TINY, tiny_config(tmp_path / "a", corpus, grad_accum=grad_accum), log=lambda *a: None)
+    # "interrupted" at step 2; a new process would start here, and the same command resumes
+    # from checkpoints/ckpt-2
+    train.train(TINY, tiny_config(tmp_path / "b", corpus, steps=2, grad_accum=grad_accum), log=lambda *a: None)
+    resumed = train.train(TINY, tiny_config(tmp_path / "b", corpus, grad_accum=grad_accum), log=lambda *a: None)
     assert int(resumed.optimizer.iterations) == 6
     for a, b in zip(weights(straight), weights(resumed)):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
@@ -152,14 +155,83 @@ def test_metrics_jsonl(tmp_path, corpus):
     assert {"learning_rate", "tokens_per_sec", "mfu"} <= set(records[0])
 
 
-def test_dry_run_shows_why_adafactor_fit_a_tpu_core():
-    lines = train.memory_report(gpt2.PRESETS["1558M"], train.TrainConfig(batch_size=1, precision="bfloat16"))
-    text = "\n".join(lines)
-    assert "parameters: 1,557,611,200" in text
-    adam = next(line for line in lines if "with adam " in line)
-    adafactor = next(line for line in lines if "with adafactor" in line)
-    assert "does NOT fit" in adam and "24.92 GB" in adam  # (4 + 4 + 8) bytes x 1.56e9
-    assert "12.47 GB" in adafactor  # (4 + 4) bytes x 1.56e9 + a few MB
+def test_memory_plan_adds_up_and_knows_the_shapes():
+    tiny = gpt2.HParams(n_vocab=300, n_ctx=32, n_embd=64, n_head=4, n_layer=3)
+    # the same shapes as the variables the model creates (as multisets: tf.Module orders by name)
+    assert sorted(map(tuple, train.variable_shapes(tiny))) == sorted(tuple(v.shape) for v in gpt2.GPT2(tiny).variables)
+    h = gpt2.PRESETS["124M"]
+    n = gpt2.num_params(h)
+    plain = train.memory_plan(h, train.TrainConfig(batch_size=8))
+    terms = list(plain.values())
+    assert terms[-1] == pytest.approx(0.1 * sum(terms[:-1]))  # the margin: 10% of the rest
+    assert plain["weights (float32)"] == 4 * n and plain["adafactor state"] < 4 * n / 100  # < 1% of the weights
+    # 8 rows of 1,024 tokens: the start of the backward pass is the peak, and the logits are
+    # 8 x 1024 x 50257 x 16 bytes (logits, softmax, the gradient twice)
+    assert plain["logits, their softmax and gradient"] == 8 * 1024 * 50257 * 16
+    # 4 micro-batches of 2 rows hold the activations of 2 rows, plus a float32 gradient buffer
+    accumulated = train.memory_plan(h, train.TrainConfig(batch_size=8, grad_accum=4))
+    two_rows = train.memory_plan(h, train.TrainConfig(batch_size=2))
+    assert accumulated["activations (2 rows)"] == two_rows["activations (2 rows)"]
+    assert accumulated["gradient accumulation buffer (float32)"] == 4 * n
+    recomputed = train.memory_plan(h, train.TrainConfig(batch_size=8, recompute=True))
+    assert recomputed["activations (8 rows, recomputed)"] < plain["activations (8 rows)"] / 5
+    adam = train.memory_plan(h, train.TrainConfig(batch_size=8, optimizer="adam"))
+    assert adam["adam state"] == 8 * n
+
+
+def test_dry_run_tells_the_1558m_story():
+    # The 2019 run's setting: float32, one sequence of 1,024 tokens per core. With Adafactor and
+    # recomputation the plan fits a 16 GiB core; with Adam's state (12.5 GB more) it does not.
+    config = train.TrainConfig(batch_size=1, recompute=True)
+    adafactor = sum(train.memory_plan(gpt2.PRESETS["1558M"], config).values())
+    adam = sum(train.memory_plan(gpt2.PRESETS["1558M"], dataclasses.replace(config, optimizer="adam")).values())
+    assert adafactor < 16 * train.GIB < adam
+    lines = train.memory_table(gpt2.PRESETS["1558M"], config)
+    assert "parameters: 1,557,611,200" in lines[0]
+    assert any(line.split()[:3] == ["TPU", "v3", "core"] and "fits" in line and "NOT" not in line for line in lines)
+    assert "warning" in train.memory_warning(gpt2.PRESETS["1558M"], train.TrainConfig(batch_size=8), 1, 16 * train.GIB)
+    assert train.memory_warning(gpt2.PRESETS["1558M"], config, 1, 16 * train.GIB) == ""
+
+
+def accumulated_gradients(h, **changes):
+    """Loss and gradients of one batch of 8 through the Trainer's compiled path (XLA)."""
+    trainer = train.Trainer(h, train.TrainConfig(batch_size=8, **changes), tf.distribute.get_strategy())
+    batch = tf.constant(np.random.default_rng(0).integers(0, h.n_vocab, size=(8, h.n_ctx + 1)), tf.int32)
+    loss, grads = tf.function(trainer.accumulated_gradients, jit_compile=True)(batch, tf.constant([0, 7]))
+    return float(loss), [g.numpy() for g in grads]
+
+
+def relative_difference(a, b):
+    return global_norm(x - y for x, y in zip(a, b)) / global_norm(b)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_recompute_gives_the_same_gradients(dropout):
+    # The same computation run twice (dropout's masks come from the same stateless seeds), so
+    # the gradients agree to float32 rounding: 1e-6 in global norm.
+    h = gpt2.HParams(n_vocab=64, n_ctx=16, n_embd=32, n_head=2, n_layer=2, dropout=dropout)
+    loss, grads = accumulated_gradients(h)
+    loss_recomputed, grads_recomputed = accumulated_gradients(h, recompute=True)
+    assert abs(loss - loss_recomputed) <= 1e-6 * loss and relative_difference(grads_recomputed, grads) <= 1e-6
+
+
+def test_four_micro_batches_equal_one_batch():
+    # The mean of 4 micro-batches' mean gradients is the mean gradient over the 8 rows: only the
+    # order of the float32 sums differs, so 1e-6 in global norm. (Two replicas: test_replicas.py.)
+    h = gpt2.HParams(n_vocab=64, n_ctx=16, n_embd=32, n_head=2, n_layer=2)
+    loss, grads = accumulated_gradients(h)
+    loss_accumulated, grads_accumulated = accumulated_gradients(h, grad_accum=4)
+    assert abs(loss - loss_accumulated) <= 1e-6 * loss and relative_difference(grads_accumulated, grads) <= 1e-6
+    # and after whole optimizer steps (clipping after the average): the weights agree
+    batch = np.random.default_rng(1).integers(0, 64, size=(8, 17)).astype(np.int32)
+    runs = []
+    for accum in (1, 4):
+        trainer = train.Trainer(h, train.TrainConfig(batch_size=8, grad_accum=accum, warmup_steps=1),
+                                tf.distribute.get_strategy())
+        trainer.train_loop(iter(tf.data.Dataset.from_tensors(batch).repeat()), tf.constant(3))
+        runs.append({gpt2.variable_name(v): v.numpy() for v in trainer.model.variables})
+    initial = {gpt2.variable_name(v): v.numpy() for v in gpt2.GPT2(h).variables}
+    assert_trained_alike(initial, runs[0], runs[1], h.n_embd)
 
 
 def run_cli(*args):
@@ -179,6 +251,8 @@ def test_bad_input_gets_one_line(tmp_path, corpus):
     assert code != 0 and "no files match" in line
     code, line = run_cli("--data", corpus, "--out", str(tmp_path / "o3"), "--config", "tiny", "--batch_size", "100000")
     assert code != 0 and "too few for one batch" in line
+    code, line = run_cli("--batch_size", "6", "--grad_accum", "4", "--out", str(tmp_path / "o4"))
+    assert code != 0 and line == "error: --batch_size 6 does not split into --grad_accum 4 equal micro-batches"
 
 
 def test_nan_loss_stops_with_the_step(tmp_path, corpus):
