@@ -451,7 +451,8 @@ class Trainer:
         n = self.config.grad_accum
         micro = tf.reshape(batch, [n, self.micro_batch, batch.shape[1]])  # (n, b / n, T + 1)
         for i in tf.range(n):
-            self.loss_sum.assign_add(gpt2.cross_entropy(self.model(micro[i, :, :-1]), micro[i, :, 1:]) / n)
+            rows = micro[i]  # (b / n, T + 1)
+            self.loss_sum.assign_add(gpt2.cross_entropy(self.model(rows[:, :-1]), rows[:, 1:]) / n)
 
     def eval_loop(self, iterator, steps):
         """Mean loss over `steps` batches of the iterator."""
