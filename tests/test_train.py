@@ -1,9 +1,6 @@
 """train.py: Adafactor against the paper's equations in NumPy, and the training loop's promises."""
 import dataclasses
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -11,7 +8,7 @@ import tensorflow as tf
 
 import gpt2
 import train
-from conftest import ROOT, assert_trained_alike, global_norm
+from conftest import assert_trained_alike, global_norm
 
 
 def adafactor_reference(params, grads_per_step, lr=None, beta1=0.0, weight_decay=0.0):
@@ -130,8 +127,9 @@ def test_bfloat16_step_runs(tmp_path, corpus):
     assert all(np.isfinite(r["train_loss"]) for r in losses if "train_loss" in r)
 
 
-@pytest.mark.parametrize("grad_accum", [1, 2])
-def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, corpus, grad_accum):
+def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, corpus, grad_accum=2):
+    # with gradient accumulation on, so the micro-batch loop is resumed too (test_replicas.py
+    # resumes a run without it, across replica counts)
     straight = train.train(TINY, tiny_config(tmp_path / "a", corpus, grad_accum=grad_accum), log=lambda *a: None)
     # "interrupted" at step 2; a new process would start here, and the same command resumes
     # from checkpoints/ckpt-2
@@ -234,12 +232,14 @@ def test_four_micro_batches_equal_one_batch():
     assert_trained_alike(initial, runs[0], runs[1], h.n_embd)
 
 
-def run_cli(*args):
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *args], capture_output=True, text=True)
-    return result.returncode, (result.stderr.strip().splitlines() or [""])[-1]
+def test_bad_input_gets_one_line(tmp_path, corpus, capsys):
+    def run_cli(*args):  # train.py's command line, in this process: (exit code, last line of errors)
+        try:
+            train.main(list(args))
+            return 0, ""
+        except SystemExit as exit:  # argparse prints its errors and exits 2; ours exit with "error: ..."
+            return (2, capsys.readouterr().err.strip().splitlines()[-1]) if exit.code == 2 else (1, exit.code)
 
-
-def test_bad_input_gets_one_line(tmp_path, corpus):
     code, line = run_cli("--nonsense", "1")
     assert code != 0 and "unrecognized arguments" in line
     (tmp_path / "c.json").write_text(json.dumps({"n_layers": 3}))
