@@ -491,13 +491,14 @@ def activation_bytes(hparams, rows, size, recompute):
       in float32, per LayerNorm: x normalised (for g's gradient), and in bfloat16 also its float32
         copy of x (for the variance's gradient);
       nh x T x T attention probabilities in float32 (softmax's gradient), and in bfloat16 also their
-        bfloat16 copy (the product with v); with dropout, a byte per kept-or-dropped mask entry.
+        bfloat16 copy (the product with v); with dropout, a byte per mask entry (attention
+        probabilities, and the two residual branches' T x C outputs).
     With recomputation a block keeps only its input, and one block at a time is run again in the
     backward pass, so one block's full set is alive on top."""
     T, C, nh, L = hparams.n_ctx, hparams.n_embd, hparams.n_head, hparams.n_layer
     layer_norm = 4 if size == 4 else 8
     masks = 1 if hparams.dropout > 0 else 0
-    block = rows * (T * C * (20 * size + 2 * layer_norm + 3 * masks) + nh * T * T * (4 + (size % 4) + masks))
+    block = rows * (T * C * (20 * size + 2 * layer_norm + 2 * masks) + nh * T * T * (4 + (size % 4) + masks))
     final_norm = rows * T * C * (size + layer_norm)
     return (L * rows * T * C * size + block if recompute else L * block) + final_norm
 
@@ -540,7 +541,7 @@ def largest_batch(hparams, config, memory):
     """The most rows per micro-batch and replica whose plan fits `memory` bytes (0: none)."""
     rows = 0
     while rows < 4096 and sum(memory_plan(hparams, dataclasses.replace(
-            config, batch_size=rows + 1, grad_accum=1), replicas=1).values()) <= memory:
+            config, batch_size=(rows + 1) * config.grad_accum), replicas=1).values()) <= memory:
         rows += 1
     return rows
 
