@@ -1,7 +1,11 @@
-"""Runs every notebook top to bottom, as a reader would; any error in any cell fails the test."""
+"""Runs every notebook top to bottom, as a reader would; any error in any cell fails the test.
+Also checks notebook 1's exercise checks and the setup cell that opens every notebook."""
+import ast
 import glob
 import os
 import shutil
+import subprocess
+import sys
 import time
 
 import nbformat
@@ -30,3 +34,72 @@ def test_notebook_runs(path):
     errors = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors
+
+
+# ---- notebook 1's exercises and every notebook's setup cell ----------------------------------
+
+
+def code_cells(name):
+    notebook = nbformat.read(os.path.join(ROOT, "notebooks", name), as_version=4)
+    return [cell.source for cell in notebook.cells if cell.cell_type == "code"]
+
+
+WRONG_ANSWERS = {1: 32, 2: [256, 256, 256, 256], 3: (b".", b" "), 4: 50257, 5: 4}  # one tempting mistake each
+
+
+def test_notebook_01_checks(capsys):
+    """Each check_N says "not answered yet" to ..., rejects a wrong answer with a hint, and accepts
+    the answer of the Solutions cell. Only the cells defining the checks run, not the notebook."""
+    sources = code_cells("01_bpe.ipynb")
+    namespace = {}
+    for source in sources:
+        if "def check_" in source:
+            exec(source, namespace)
+    checks = sorted(int(name[len("check_"):]) for name in namespace if name.startswith("check_"))
+    assert 3 <= len(checks) <= 5 and checks == list(range(1, len(checks) + 1))
+    for n in checks:  # every exercise cell holds the placeholder and calls its check
+        assert any(f"answer_{n} = ..." in s and f"check_{n}(answer_{n})" in s for s in sources), n
+    solutions = {}  # N -> the literal answer of check_N(...) in the Solutions cell (the last code cell)
+    for node in ast.walk(ast.parse(sources[-1])):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "").startswith("check_"):
+            solutions[int(node.func.id[len("check_"):])] = ast.literal_eval(node.args[0])
+    assert sorted(solutions) == checks
+    for n in checks:
+        check = namespace[f"check_{n}"]
+        check(...)
+        assert "not answered yet" in capsys.readouterr().out
+        with pytest.raises(AssertionError) as wrong:
+            check(WRONG_ANSWERS[n])
+        assert str(wrong.value)  # a hint, not a bare assert
+        check(solutions[n])
+        assert "correct" in capsys.readouterr().out
+
+
+def setup_cell(repo_url):
+    """Notebook 1's first code cell (the same in every notebook), with REPO_URL set."""
+    source = code_cells("01_bpe.ipynb")[0]
+    assert 'REPO_URL = ""' in source and "import tensorflow" not in source
+    return source.replace('REPO_URL = ""', f"REPO_URL = {repo_url!r}", 1)
+
+
+@pytest.mark.parametrize("case", ["empty", "unreachable"])
+def test_setup_cell_without_the_repository(tmp_path, case):
+    """Opened alone (no data.py to import): one line, no traceback, in plain Python and in Jupyter.
+    The unreachable address is a file:// path that does not exist: no network is touched."""
+    repo_url = "" if case == "empty" else (tmp_path / "missing.git").as_uri()
+    expected = "Set REPO_URL" if case == "empty" else "Could not clone"
+    workdir = tmp_path / "alone"  # its parent holds no data.py
+    workdir.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-c", setup_cell(repo_url)], cwd=workdir, env=env,
+                            capture_output=True, text=True, timeout=120)
+    lines = (result.stdout + result.stderr).splitlines()
+    assert result.returncode != 0 and len(lines) == 1 and expected in lines[0], lines
+    assert not (workdir / "gpt2-tf").exists()
+
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(setup_cell(repo_url))])
+    NotebookClient(notebook, timeout=120, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(workdir)}}).execute()
+    outputs = notebook.cells[0].outputs
+    shown = [line for o in outputs for line in (o.get("traceback") or o.get("text", "").splitlines())]
+    assert len(shown) == 1 and expected in shown[0] and "Traceback" not in shown[0], outputs
