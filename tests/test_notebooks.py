@@ -36,7 +36,7 @@ def test_notebook_runs(path):
     assert not errors
 
 
-# ---- notebook 1's exercises and every notebook's setup cell ----------------------------------
+# ---- the exercises' checks and the setup cell that opens every notebook ----------------------------------
 
 
 def code_cells(name):
@@ -44,13 +44,17 @@ def code_cells(name):
     return [cell.source for cell in notebook.cells if cell.cell_type == "code"]
 
 
-WRONG_ANSWERS = {1: 32, 2: [256, 256, 256, 256], 3: (b".", b" "), 4: 50257, 5: 4}  # one tempting mistake each
+# one tempting mistake per exercise, per notebook that has exercises
+WRONG_ANSWERS = {
+    "01_bpe.ipynb": {1: 32, 2: [256, 256, 256, 256], 3: (b".", b" "), 4: 50257, 5: 4},
+}
 
 
-def test_notebook_01_checks(capsys):
+@pytest.mark.parametrize("name", sorted(WRONG_ANSWERS))
+def test_exercise_checks(name, capsys):
     """Each check_N says "not answered yet" to ..., rejects a wrong answer with a hint, and accepts
     the answer of the Solutions cell. Only the cells defining the checks run, not the notebook."""
-    sources = code_cells("01_bpe.ipynb")
+    sources = code_cells(name)
     namespace = {}
     for source in sources:
         if "def check_" in source:
@@ -69,7 +73,7 @@ def test_notebook_01_checks(capsys):
         check(...)
         assert "not answered yet" in capsys.readouterr().out
         with pytest.raises(AssertionError) as wrong:
-            check(WRONG_ANSWERS[n])
+            check(WRONG_ANSWERS[name][n])
         assert str(wrong.value)  # a hint, not a bare assert
         check(solutions[n])
         assert "correct" in capsys.readouterr().out
