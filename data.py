@@ -7,7 +7,9 @@ Two halves:
    and then encodes exactly as GPT-2 does; `Encoder.train` learns a new vocabulary the same
    way GPT-2's was learned (OpenAI never released that code), and `save` writes OpenAI's files.
 2. The pipeline: `prepare` tokenizes text files into flat uint16 shards (`python data.py`),
-   and `dataset` reads them back as a `tf.data.Dataset` of int32 windows [B, n_ctx + 1].
+   and `dataset` reads them back as a `tf.data.Dataset` of int32 windows [B, n_ctx + 1]
+   (B: batch size, n_ctx: the model's context length). `read_facts` reads what `prepare` wrote
+   about them (data.json).
 
 Left out: special tokens other than <|endoftext|>, byte-pair dropout, and normalisation of any
 kind (GPT-2 has none: every string round-trips through its bytes).
@@ -15,7 +17,6 @@ kind (GPT-2 has none: every string round-trips through its bytes).
 import argparse
 import glob
 import heapq
-import itertools
 import json
 import multiprocessing
 import os
@@ -43,7 +44,7 @@ import tensorflow as tf  # noqa: E402
 #   \s+                       any remaining whitespace (at the end of the text)
 # So in short: words carry their leading space, and spaces otherwise stay together.
 # OpenAI spells the contractions 's|'t|'re|'ve|'m|'ll|'d; the grouped form matches the same
-# strings (none is a prefix of another) and runs about 10% faster.
+# strings (none is a prefix of another) and is faster, as the regex engine tries fewer branches.
 GPT2_SPLIT = regex.compile(r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
 EOT = "<|endoftext|>"
 NO_MERGE = sys.maxsize  # the "rank" of a pair that is not a merge
@@ -58,14 +59,10 @@ def bytes_to_unicode():
     Example: b' ' (32) -> 'Ġ' (256 + 32), b'\\n' (10) -> 'Ċ' (256 + 10), b'a' -> 'a'.
     The order of the returned dict is the order of the 256 byte tokens in encoder.json.
     """
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
-        list(range(ord("®"), ord("ÿ") + 1))
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     table = {b: chr(b) for b in printable}
-    n = 0
-    for b in range(256):
-        if b not in table:
-            table[b] = chr(256 + n)
-            n += 1
+    others = sorted(set(range(256)) - set(table))  # 0..32, 127..160 and 173: 68 bytes
+    table.update({b: chr(256 + n) for n, b in enumerate(others)})
     return table  # int -> str, printable bytes first
 
 
@@ -85,14 +82,12 @@ class Encoder:
         self.token_bytes = token_bytes  # list: id -> bytes, e.g. [b'!', b'"', ...]
         self.merges = merges  # (int, int) -> (rank, int): pair -> its rank and the merged id
         self.ranks = {pair: rank for pair, (rank, _) in merges.items()}  # (int, int) -> rank
-        self.merged = {rank: new_id for rank, new_id in merges.values()}  # rank -> merged id
         self.token_ids = {t: i for i, t in enumerate(token_bytes) if i != eot}  # bytes -> id
         self.eot = eot  # id of <|endoftext|>
         self.n_vocab = len(token_bytes)
-        ids = {t: i for i, t in enumerate(token_bytes[:256])}
         # raw byte value -> its token id, as a bytes.translate table: the ids of the 256 byte
-        # tokens are 0..255 too, so one C call maps a whole chunk
-        self.byte_ids = bytes(ids[bytes([b])] for b in range(256))
+        # tokens are 0..255 too (in GPT-2's order, not byte order), so one C call maps a chunk
+        self.byte_ids = bytes(self.token_ids[bytes([b])] for b in range(256))
         self.cache = {}  # text chunk -> list of ids; most words recur, so this is the speed-up
 
     # ---- encoding and decoding ----------------------------------------------------------
@@ -111,19 +106,13 @@ class Encoder:
         if raw in self.token_ids and not verbose:
             return [self.token_ids[raw]]  # the chunk is one token (" the"): tiktoken's shortcut too
         ids = list(raw.translate(self.byte_ids))  # each byte's token id
-        ranks, merged = self.ranks, self.merged
-        pair_ranks = [ranks.get(pair, NO_MERGE) for pair in zip(ids, ids[1:])]  # pair_ranks[i]: (ids[i], ids[i+1])
-        while pair_ranks:
-            rank = min(pair_ranks)
-            if rank == NO_MERGE:
-                break  # no adjacent pair was ever merged: done
+        pair_ranks = [self.ranks.get(pair, NO_MERGE) for pair in zip(ids, ids[1:])]  # [i]: (ids[i], ids[i+1])
+        while pair_ranks and (rank := min(pair_ranks)) != NO_MERGE:  # until no adjacent pair is a merge
             i = pair_ranks.index(rank)  # its leftmost occurrence
-            ids[i:i + 2] = [merged[rank]]
+            ids[i:i + 2] = [self.merges[ids[i], ids[i + 1]][1]]
             del pair_ranks[i]
-            if i > 0:  # only the pairs next to the new token change
-                pair_ranks[i - 1] = ranks.get((ids[i - 1], ids[i]), NO_MERGE)
-            if i < len(ids) - 1:
-                pair_ranks[i] = ranks.get((ids[i], ids[i + 1]), NO_MERGE)
+            for j in range(max(i - 1, 0), min(i + 1, len(ids) - 1)):  # only the pairs next to the new token change
+                pair_ranks[j] = self.ranks.get((ids[j], ids[j + 1]), NO_MERGE)
             if verbose:
                 print([self.token_bytes[t].decode("utf-8", "replace") for t in ids])
         return ids
@@ -133,10 +122,9 @@ class Encoder:
         chunks = GPT2_SPLIT.findall(text)
         if len(self.cache) > 1_000_000:  # bound the memory on corpora of billions of words
             self.cache.clear()
-        for chunk in set(chunks):  # run BPE once per new chunk; most words recur
-            if chunk not in self.cache:
-                self.cache[chunk] = self.bpe(chunk)
-        return list(itertools.chain.from_iterable(map(self.cache.__getitem__, chunks)))
+        for chunk in set(chunks).difference(self.cache):  # run BPE once per new chunk
+            self.cache[chunk] = self.bpe(chunk)
+        return [i for chunk in chunks for i in self.cache[chunk]]
 
     def decode(self, ids):
         """list of ids -> str. A cut inside a multi-byte character becomes U+FFFD, as in GPT-2."""
@@ -147,26 +135,21 @@ class Encoder:
     @classmethod
     def load(cls, path):
         """Reads OpenAI's encoder.json (token string -> id) and vocab.bpe (merges, by rank)."""
-        files = {name: os.path.join(path, name) for name in ("encoder.json", "vocab.bpe")}
-        for name, file in files.items():
-            if not tf.io.gfile.exists(file):
-                raise ValueError(f"no {name} in {path} (a vocabulary is encoder.json + vocab.bpe)")
         try:
-            with tf.io.gfile.GFile(files["encoder.json"], "r") as f:
+            with tf.io.gfile.GFile(os.path.join(path, "encoder.json")) as f:
                 encoder = json.load(f)  # str -> int, e.g. {"!": 0, ..., "Ġthe": 262, ...}
-            with tf.io.gfile.GFile(files["vocab.bpe"], "r") as f:
-                lines = f.read().split("\n")
-            # First line is "#version: 0.2", the file ends with a newline.
-            merges = [tuple(line.split(" ")) for line in lines[1:] if line]
-            token_bytes = [None] * len(encoder)
-            for s, i in encoder.items():
-                token_bytes[i] = EOT.encode() if s == EOT else bytes(CHAR_TO_BYTE[c] for c in s)
-            ranks = {(encoder[a], encoder[b]): (rank, encoder[a + b]) for rank, (a, b) in enumerate(merges)}
+            with tf.io.gfile.GFile(os.path.join(path, "vocab.bpe")) as f:
+                # "#version: 0.2", then one merge "a b" a line, by rank, and a final newline
+                pairs = [line.split(" ") for line in f.read().split("\n")[1:] if line]
+            decoder = {i: s for s, i in encoder.items()}  # int -> str
+            strings = [decoder[i] for i in range(len(encoder))]  # a KeyError if the ids are not 0..n-1
+            token_bytes = [EOT.encode() if s == EOT else bytes(CHAR_TO_BYTE[c] for c in s) for s in strings]
+            merges = {(encoder[a], encoder[b]): (rank, encoder[a + b]) for rank, (a, b) in enumerate(pairs)}
+            return cls(token_bytes, merges, encoder[EOT])  # a KeyError if <|endoftext|> is missing
+        except tf.errors.NotFoundError:
+            raise ValueError(f"no encoder.json or no vocab.bpe in {path} (a vocabulary is both files)") from None
         except (ValueError, KeyError, IndexError, TypeError) as e:
             raise ValueError(f"malformed encoder.json/vocab.bpe in {path}: {type(e).__name__} {e}") from None
-        if None in token_bytes or EOT not in encoder:
-            raise ValueError(f"malformed encoder.json in {path}: ids are not 0..n-1 or {EOT} is missing")
-        return cls(token_bytes, ranks, encoder[EOT])
 
     def save(self, path):
         """Writes encoder.json and vocab.bpe, loadable by OpenAI's encoder.py and by tiktoken."""
@@ -199,33 +182,41 @@ class Encoder:
         """
         if vocab_size < 257:
             raise ValueError(f"vocab_size must be at least 257 (256 bytes + {EOT}), got {vocab_size}")
-        chunks = Counter()
-        for text in texts:
-            chunks.update(GPT2_SPLIT.findall(text))
+        chunks = Counter(chunk for text in texts for chunk in GPT2_SPLIT.findall(text))  # str -> count
         if not chunks:
             raise ValueError("cannot train a vocabulary on an empty corpus")
         token_bytes = [bytes([b]) for b in BYTE_TO_CHAR]  # the 256 byte tokens, GPT-2's order
         byte_ids = {t[0]: i for i, t in enumerate(token_bytes)}
-        words = [[byte_ids[b] for b in chunk.encode("utf-8")] for chunk in chunks]
-        counts = list(chunks.values())
+        words = [[byte_ids[b] for b in chunk.encode("utf-8")] for chunk in chunks]  # the chunks as ids
+        counts = list(chunks.values())  # counts[w]: how often words[w] occurs
 
         pair_counts = defaultdict(int)  # (int, int) -> weighted count over all words
-        where = defaultdict(set)  # (int, int) -> indices of the words that contain it
-        for w, (word, count) in enumerate(zip(words, counts)):
-            for pair in zip(word, word[1:]):
-                pair_counts[pair] += count
+        where = defaultdict(set)  # (int, int) -> indices of the words that contain it (or did)
+        changed = set()  # the pairs whose counts changed since the heap last saw them
+
+        def count_pairs(w, sign):  # counts the pairs of words[w] in (sign=1) or out (sign=-1)
+            for pair in zip(words[w], words[w][1:]):
+                pair_counts[pair] += sign * counts[w]
                 where[pair].add(w)
+                changed.add(pair)
+
+        for w in range(len(words)):
+            count_pairs(w, 1)
         # A max-heap of (-count, pair). Counts change as we merge; rather than updating entries
         # in place, push the new count and skip stale entries when they surface.
-        heap = [(-c, pair) for pair, c in pair_counts.items()]
-        heapq.heapify(heap)
+        heap = []
         known = set(token_bytes)  # the byte strings that already are tokens
         merges = {}  # (int, int) -> (rank, new id)
         n_merges = vocab_size - 257
-        start = time.time()
-        while len(merges) < n_merges and heap:
+        while len(merges) < n_merges:
+            for pair in changed:
+                if pair_counts[pair] > 0:
+                    heapq.heappush(heap, (-pair_counts[pair], pair))
+            changed.clear()
+            if not heap:
+                break  # no pair is left to merge
             neg_count, pair = heapq.heappop(heap)
-            if pair_counts.get(pair, 0) != -neg_count or neg_count == 0:
+            if pair_counts[pair] != -neg_count:
                 continue  # stale entry: this pair's count changed since it was pushed
             new_bytes = token_bytes[pair[0]] + token_bytes[pair[1]]
             if new_bytes in known:
@@ -235,31 +226,18 @@ class Encoder:
             merges[pair] = (len(merges), new_id)
             token_bytes.append(new_bytes)
             known.add(new_bytes)
-            changed = set()
             for w in where.pop(pair):
-                word, count = words[w], counts[w]
-                if pair not in zip(word, word[1:]):
-                    continue  # `where` can be stale too: an earlier merge used these bytes
-                for p in zip(word, word[1:]):  # remove the word's old pairs ...
-                    pair_counts[p] -= count
-                    changed.add(p)
-                word = words[w] = merge_pair(word, pair, new_id)
-                for p in zip(word, word[1:]):  # ... and add its new ones
-                    pair_counts[p] += count
-                    where[p].add(w)
-                    changed.add(p)
-            for p in changed:
-                if pair_counts.get(p, 0) > 0:
-                    heapq.heappush(heap, (-pair_counts[p], p))
+                if pair in zip(words[w], words[w][1:]):  # `where` can be stale: a merge took these ids
+                    count_pairs(w, -1)  # out with the word's old pairs ...
+                    words[w] = merge_pair(words[w], pair, new_id)
+                    count_pairs(w, 1)  # ... and in with its new ones
             if verbose:
                 print(f"merge {len(merges):5d}/{n_merges}: {token_bytes[pair[0]]!r} + {token_bytes[pair[1]]!r}"
                       f" -> {new_bytes!r} ({-neg_count} times)")
-            elif len(merges) % 500 == 0 or len(merges) == n_merges:
-                progress(f"training BPE: {len(merges)}/{n_merges} merges, {time.time() - start:.1f}s",
-                         done=len(merges) == n_merges)
+            else:
+                progress(f"training BPE: {len(merges)}/{n_merges} merges", done=len(merges) == n_merges)
         if len(merges) < n_merges:
-            raise ValueError(f"the corpus has only {len(merges)} distinct merges, too few for "
-                             f"vocab_size {vocab_size}; use a smaller vocabulary or more text")
+            raise ValueError(f"the corpus has only {len(merges)} merges, too few for vocab_size {vocab_size}")
         token_bytes.append(EOT.encode())  # <|endoftext|> is the last id, as in GPT-2 (50256)
         return cls(token_bytes, merges, len(token_bytes) - 1)
 
@@ -268,12 +246,9 @@ def merge_pair(ids, pair, new_id):
     """Replaces every occurrence of pair in ids, left to right: [1, 2, 3, 1, 2], (1, 2), 9 -> [9, 3, 9]."""
     out, i = [], 0
     while i < len(ids):
-        if i + 1 < len(ids) and ids[i] == pair[0] and ids[i + 1] == pair[1]:
-            out.append(new_id)
-            i += 2
-        else:
-            out.append(ids[i])
-            i += 1
+        match = ids[i] == pair[0] and i + 1 < len(ids) and ids[i + 1] == pair[1]
+        out.append(new_id if match else ids[i])
+        i += 2 if match else 1  # a match consumes both ids: [1, 1, 1], (1, 1) -> [9, 1]
     return out
 
 
@@ -292,7 +267,6 @@ def progress(message, done=False):
 # ---- corpora ------------------------------------------------------------------------------
 
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
-CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "gpt2-tf")
 
 
 def corpus_files(source):
@@ -304,11 +278,10 @@ def corpus_files(source):
     anything else: a glob such as 'texts/*.txt' or 'gs://bucket/owt/*.txt'.
     """
     if source == "stdlib":
-        root = sysconfig.get_paths()["stdlib"]
-        files = [f for f in glob.glob(os.path.join(root, "**", "*.py"), recursive=True)
-                 if "site-packages" not in f and "dist-packages" not in f]
+        pattern = os.path.join(sysconfig.get_paths()["stdlib"], "**", "*.py")
+        files = [f for f in glob.glob(pattern, recursive=True) if "-packages" not in f]  # not site-/dist-packages
     elif source == "shakespeare":
-        files = [download(SHAKESPEARE_URL, os.path.join(CACHE_DIR, "shakespeare.txt"))]
+        files = [download(SHAKESPEARE_URL, os.path.expanduser("~/.cache/gpt2-tf/shakespeare.txt"))]
     else:
         files = tf.io.gfile.glob(source)
     if not files:
@@ -317,16 +290,26 @@ def corpus_files(source):
 
 
 def download(url, path):
-    """Fetches url to path once; later calls find the file. Raises a clear error offline."""
-    if not os.path.exists(path):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        print(f"downloading {url}", file=sys.stderr)
-        try:
-            with urllib.request.urlopen(url, timeout=30) as response, open(path + ".part", "wb") as f:
-                f.write(response.read())
-        except OSError as e:
-            raise ValueError(f"could not download {url} (no network?): {e}") from None
-        os.replace(path + ".part", path)  # a half-finished download never looks finished
+    """Fetches url to path once; a later call finds the file, and a file cut off half-way (in
+    path.part) resumes where it stopped, with an HTTP Range request. One line if offline."""
+    if os.path.exists(path):
+        return path
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    partial = path + ".part"  # renamed to path only when complete
+    start = os.path.getsize(partial) if os.path.exists(partial) else 0  # bytes already here
+    request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"})
+    try:
+        # 206: the server sends the rest, appended to what is here; 200: it ignored the range
+        # and sends the whole file, so start over
+        with urllib.request.urlopen(request, timeout=60) as response, \
+                open(partial, "ab" if response.status == 206 else "wb") as f:
+            total = f.tell() + int(response.headers.get("Content-Length", 0))  # bytes
+            while chunk := response.read(1 << 20):
+                f.write(chunk)
+                progress(f"downloading {os.path.basename(path)}: {f.tell() / 1e6:.0f}/{total / 1e6:.0f} MB")
+    except OSError as e:
+        raise ValueError(f"could not download {url} (offline?): {e}") from None
+    os.replace(partial, path)
     return path
 
 
@@ -345,11 +328,45 @@ def read_text(path):
 # A shard is a flat file of little-endian uint16 token ids, nothing else: np.fromfile shows it,
 # and tf.data reads it as fixed-length records, sequentially, local or from gs://, which is the
 # access pattern TPU hosts are fast at. uint16 holds ids below 65,536 (GPT-2 has 50,257).
-# Documents are joined with <|endoftext|> between them. data.json, written last, lists the
+# Documents are joined with <|endoftext|> after each. data.json, written last, lists the
 # shards and marks the directory complete.
 
 SHARD_TOKENS = 50_000_000  # 100 MB per shard
 _worker_encoder = None  # the Encoder in each worker process, set by _init_worker
+
+
+def read_facts(path):
+    """The facts that prepare() wrote about a directory (its data.json), or None if it has none."""
+    file = os.path.join(path, "data.json")
+    if not tf.io.gfile.exists(file):
+        return None
+    with tf.io.gfile.GFile(file) as f:
+        return json.load(f)  # {"n_vocab": 50257, "train_tokens": ..., "train_shards": [...], ...}
+
+
+def split_corpus(files, val_fraction, seed=0):
+    """The corpus as documents of each split, {"train": [...], "val": [...]}, each document a job
+    (path, begin, end): the text of path from fraction begin to fraction end.
+
+    Held out are whole files, about val_fraction of them and at least one, a seeded sample (the
+    same corpus, the same split). One file alone (tiny-shakespeare) is cut instead: its last
+    val_fraction is held out. Worked examples:
+    ['a', 'b', 'c'], 0.3 -> {'train': [('a', 0, 1), ('c', 0, 1)], 'val': [('b', 0, 1)]}
+    ['play'], 0.1 -> {'train': [('play', 0, 0.9)], 'val': [('play', 0.9, 1)]}
+    """
+    if len(files) == 1:
+        cut = 1 - val_fraction
+        return {"train": [(files[0], 0, cut)], "val": [(files[0], cut, 1)] if val_fraction > 0 else []}
+    n_val = max(1, round(val_fraction * len(files))) if val_fraction > 0 else 0
+    val = set(random.Random(seed).sample(files, n_val))
+    return {"train": [(f, 0, 1) for f in files if f not in val], "val": [(f, 0, 1) for f in files if f in val]}
+
+
+def read_job(job):
+    """A job's text: characters begin * len to end * len of its file (a cut may split a word)."""
+    path, begin, end = job
+    text = read_text(path)
+    return text[int(begin * len(text)):int(end * len(text))]
 
 
 def _init_worker(encoder):
@@ -357,52 +374,29 @@ def _init_worker(encoder):
     _worker_encoder = encoder
 
 
-def _encode_file(path):
-    """In a worker: one file -> its tokens, as uint16 (half the memory of int32 to send back)."""
-    return np.array(_worker_encoder.encode(read_text(path)), dtype=np.uint16)
+def _encode_job(job):
+    """In a worker: a job -> its tokens, then <|endoftext|>; uint16 to send back half of int32's bytes."""
+    return np.array(_worker_encoder.encode(read_job(job)) + [_worker_encoder.eot], dtype=np.uint16)
 
 
-def split_documents(files, val_fraction, seed=0):
-    """Chooses held-out documents (whole files): about val_fraction of them, at least one.
+def write_shards(out, split, documents, n_documents):
+    """Writes n_documents token arrays to OUT/{split}_000000.bin, _000001.bin, ... and returns
+    their facts for data.json: {split}_tokens, {split}_documents, {split}_shards.
 
-    One file alone (tiny-shakespeare) cannot be split by documents: it all goes to train here,
-    and prepare() holds out its last val_fraction of tokens instead.
+    A shard's documents are kept in memory until it holds SHARD_TOKENS (or the last document),
+    then written in one piece, so a shard on gs:// is one upload.
     """
-    if val_fraction <= 0 or len(files) == 1:
-        return files, []
-    # A seeded sample: the same corpus always gives the same split, run after run.
-    val = set(random.Random(seed).sample(files, max(1, round(val_fraction * len(files)))))
-    return [f for f in files if f not in val], [f for f in files if f in val]
-
-
-class ShardWriter:
-    """Appends tokens to OUT/{split}_000000.bin, _000001.bin, ..., SHARD_TOKENS each.
-
-    Documents are kept in memory until a shard is full, then written in one piece, so a shard
-    on gs:// is one upload. A document may span two shards; the reader does not mind, since it
-    reads windows of tokens, not documents.
-    """
-
-    def __init__(self, out, split, eot):
-        self.out, self.split, self.eot = out, split, eot
-        self.shards, self.buffer, self.tokens, self.documents = [], [], 0, 0
-
-    def add(self, tokens):
-        self.buffer.append(tokens)
-        self.buffer.append(np.array([self.eot], dtype=np.uint16))  # <|endoftext|> after each document
-        self.tokens += len(tokens) + 1
-        self.documents += 1
-        if sum(len(b) for b in self.buffer) >= SHARD_TOKENS:
-            self.flush()
-
-    def flush(self):
-        if not self.buffer:
-            return
-        name = f"{self.split}_{len(self.shards):06d}.bin"
-        with tf.io.gfile.GFile(os.path.join(self.out, name), "wb") as f:
-            f.write(np.concatenate(self.buffer).astype("<u2").tobytes())
-        self.shards.append(name)
-        self.buffer = []
+    shards, buffer, n_tokens = [], [], 0
+    for i, tokens in enumerate(documents):
+        buffer.append(tokens)
+        n_tokens += len(tokens)
+        progress(f"tokenizing {split}: {i + 1}/{n_documents} files, {n_tokens:,} tokens", done=i + 1 == n_documents)
+        if n_tokens >= (len(shards) + 1) * SHARD_TOKENS or i + 1 == n_documents:  # past this shard's end
+            shards.append(f"{split}_{len(shards):06d}.bin")
+            with tf.io.gfile.GFile(os.path.join(out, shards[-1]), "wb") as f:
+                f.write(np.concatenate(buffer).astype("<u2").tobytes())
+            buffer = []
+    return {f"{split}_tokens": n_tokens, f"{split}_documents": n_documents, f"{split}_shards": shards}
 
 
 def prepare(source, out, vocab=4096, val_fraction=0.005, processes=None, vocab_train_bytes=20_000_000):
@@ -411,65 +405,42 @@ def prepare(source, out, vocab=4096, val_fraction=0.005, processes=None, vocab_t
     vocab: a directory holding encoder.json/vocab.bpe, or a size N to train a vocabulary on
     (up to vocab_train_bytes of) the training documents.
     """
-    files = corpus_files(source)
-    train_files, val_files = split_documents(files, val_fraction)
-    # 1. The vocabulary: GPT-2's (or any saved one), or learned here from the training documents
-    #    only, so that the held-out split stays unseen. A sample of 20 MB is plenty for BPE.
-    if isinstance(vocab, int) or str(vocab).isdigit():
-        texts, size = [], 0
-        for path in train_files:
-            texts.append(read_text(path))
-            size += len(texts[-1])
-            if size >= vocab_train_bytes:
-                break
-        if len(files) == 1 and val_fraction > 0:  # keep the held-out tail out of the vocabulary
-            texts[0] = texts[0][: int(len(texts[0]) * (1 - val_fraction))]
+    splits = split_corpus(corpus_files(source), val_fraction)  # {"train": jobs, "val": jobs}
+    # 1. The vocabulary: GPT-2's (or any saved one), or learned here from the training split only,
+    #    so that the held-out split stays unseen. A sample of 20 MB is plenty for BPE.
+    if str(vocab).isdigit():
+        texts = []
+        for job in splits["train"]:
+            if sum(map(len, texts)) < vocab_train_bytes:
+                texts.append(read_job(job))
         encoder = Encoder.train(texts, int(vocab))
     else:
         encoder = Encoder.load(vocab)
     if encoder.n_vocab > 65536:
         raise ValueError(f"uint16 shards hold ids below 65,536; this vocabulary has {encoder.n_vocab}")
-    tf.io.gfile.makedirs(out)
-    if tf.io.gfile.exists(os.path.join(out, "data.json")):
-        tf.io.gfile.remove(os.path.join(out, "data.json"))  # the directory is incomplete until the end
+    facts_file = os.path.join(out, "data.json")
+    if tf.io.gfile.exists(facts_file):
+        tf.io.gfile.remove(facts_file)  # the directory is incomplete until the end
     encoder.save(out)
 
-    # 2. Tokenize every file in worker processes (BPE is pure Python: one core each) and append
-    #    each document's tokens, in file order, to its split's shards.
-    writers = {"train": ShardWriter(out, "train", encoder.eot), "val": ShardWriter(out, "val", encoder.eot)}
-    jobs = [(path, "train") for path in train_files] + [(path, "val") for path in val_files]
-    one_document = len(files) == 1
-    start, n_bytes = time.time(), 0
+    # 2. Tokenize every job in worker processes (BPE is pure Python: one core each), and write
+    #    each split's documents, in job order, to its shards.
+    facts = {"source": source, "n_vocab": encoder.n_vocab, "eot": encoder.eot}
     context = multiprocessing.get_context("fork")  # workers inherit the encoder, no pickling
     with context.Pool(processes or os.cpu_count(), initializer=_init_worker, initargs=(encoder,)) as pool:
-        for (path, split), tokens in zip(jobs, pool.imap(_encode_file, [p for p, _ in jobs], chunksize=4)):
-            if one_document:  # the single document's tail is the held-out split
-                cut = int(len(tokens) * (1 - val_fraction))
-                writers["train"].add(tokens[:cut])
-                if val_fraction > 0:
-                    writers["val"].add(tokens[cut:])
-                break
-            writers[split].add(tokens)
-            n_bytes += tf.io.gfile.stat(path).length if path.startswith("gs://") else os.path.getsize(path)
-            done = writers["train"].documents + writers["val"].documents
-            progress(f"tokenizing: {done}/{len(jobs)} files, {n_bytes / 1e6:.1f} MB, "
-                     f"{n_bytes / 1e6 / (time.time() - start):.1f} MB/s", done=done == len(jobs))
-    for writer in writers.values():
-        writer.flush()
-    # 3. data.json last: its presence says every shard above is complete.
-    facts = {"source": source, "n_vocab": encoder.n_vocab, "eot": encoder.eot,
-             **{f"{s}_{k}": getattr(w, k) for s, w in writers.items() for k in ("tokens", "documents", "shards")}}
+        for split, jobs in splits.items():
+            facts.update(write_shards(out, split, pool.imap(_encode_job, jobs, chunksize=4), len(jobs)))
     if facts["train_tokens"] <= 1:
         raise ValueError(f"{source!r} holds no text")
-    with tf.io.gfile.GFile(os.path.join(out, "data.json"), "w") as f:
+    # 3. data.json last: its presence says every shard above is complete.
+    with tf.io.gfile.GFile(facts_file, "w") as f:
         json.dump(facts, f, indent=1)
     return facts
 
 
 # ---- token shards -> tf.data -----------------------------------------------------------------
 
-def dataset(path, split, batch_size, n_ctx, seed=0, shuffle_buffer=1024, piece_windows=256,
-            reshuffle=True):
+def dataset(path, split, batch_size, n_ctx, seed=0, shuffle_buffer=1024, piece_windows=256, reshuffle=True):
     """A repeating tf.data.Dataset of int32 windows [batch_size, n_ctx + 1] from prepared shards.
 
     Each window is n_ctx + 1 consecutive tokens: inputs window[:, :-1], targets window[:, 1:].
@@ -477,13 +448,16 @@ def dataset(path, split, batch_size, n_ctx, seed=0, shuffle_buffer=1024, piece_w
     keeps reading sequential). Shapes are static (drop_remainder), as TPUs need.
     batch_size is the global batch: train.py cuts it into the replicas' rows on the host.
     To resume exactly, save the iterator: tf.train.Checkpoint(data=iter(ds)) holds its position,
-    including the shuffle buffer. reshuffle=False gives every new iterator the same order: the
-    same held-out batches at every evaluation (with True, runs drew different ones after the first).
+    including the shuffle buffer.
+    reshuffle=True (training): every epoch, and every new iterator, reads in a new order.
+    reshuffle=False (evaluation): one order, the same for every epoch and every new iterator, so
+    each evaluation, with a fresh iterator, scores the same held-out batches.
     """
-    with tf.io.gfile.GFile(os.path.join(path, "data.json")) as f:
-        facts = json.load(f)
+    facts = read_facts(path)
+    if facts is None:
+        raise ValueError(f"{path} has no data.json: prepare it first (python data.py --output {path})")
     files = [os.path.join(path, name) for name in facts[f"{split}_shards"]]
-    window_bytes = 2 * (n_ctx + 1)  # uint16
+    window_bytes = 2 * (n_ctx + 1)  # n_ctx + 1 tokens of 2 bytes (uint16)
     sizes = [tf.io.gfile.stat(f).length for f in files]
     if sum(size // window_bytes for size in sizes) < batch_size:
         raise ValueError(f"the {split} split of {path} has {facts[f'{split}_tokens']:,} tokens, "
@@ -491,20 +465,17 @@ def dataset(path, split, batch_size, n_ctx, seed=0, shuffle_buffer=1024, piece_w
     # Shards are cut into pieces of `piece_windows` windows, and 16 pieces, from anywhere in the
     # corpus, are read at once, a window from each in turn. Text is very local (one file of
     # tables, one long play), so this, not the shuffle buffer, is what mixes the corpus.
-    # A piece is a byte range of a shard: FixedLengthRecordDataset skips `header` bytes before
-    # it and `footer` bytes after it (the footer also drops the shard's last partial window).
-    pieces = []  # (file, header bytes, footer bytes)
-    for file, size in zip(files, sizes):
-        n_windows = size // window_bytes
-        for start in range(0, n_windows, piece_windows):
-            end = min(start + piece_windows, n_windows)
-            pieces.append((file, start * window_bytes, size - end * window_bytes))
+    # A piece is `piece_windows` windows from window `start` on: FixedLengthRecordDataset skips
+    # the `header` bytes before it, and the `footer`, the shard's last partial window, which
+    # it would otherwise refuse (a file must be whole records); take() ends the piece.
+    pieces = [(file, start * window_bytes, size % window_bytes)  # (file, header bytes, footer bytes)
+              for file, size in zip(files, sizes) for start in range(0, size // window_bytes, piece_windows)]
     files, headers, footers = zip(*pieces)
-    ds = tf.data.Dataset.from_tensor_slices((list(files), tf.constant(headers, tf.int64), tf.constant(footers, tf.int64)))
-    ds = ds.shuffle(len(pieces), seed=seed, reshuffle_each_iteration=reshuffle).repeat()  # each epoch reshuffled, if reshuffle
-    ds = ds.interleave(lambda file, header, footer: tf.data.FixedLengthRecordDataset(
-        file, window_bytes, header_bytes=header, footer_bytes=footer), cycle_length=16, block_length=1)
-    ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=reshuffle)
+    ds = tf.data.Dataset.from_tensor_slices((list(files), np.array(headers, np.int64), np.array(footers, np.int64)))
+    ds = ds.shuffle(len(pieces), seed=seed, reshuffle_each_iteration=reshuffle).repeat()  # the order of pieces
+    ds = ds.interleave(lambda file, header, footer: tf.data.FixedLengthRecordDataset(  # a window from each in turn
+        file, window_bytes, header, footer).take(piece_windows), cycle_length=16, block_length=1)
+    ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=reshuffle)  # and of nearby windows
     ds = ds.map(lambda record: tf.reshape(tf.cast(tf.io.decode_raw(record, tf.uint16), tf.int32), [n_ctx + 1]))
     ds = ds.batch(batch_size, drop_remainder=True)  # (B, n_ctx + 1)
     return ds.prefetch(tf.data.AUTOTUNE)
@@ -516,22 +487,29 @@ def main(argv=None):
     """python data.py: prepare a corpus for train.py (which also calls prepare() itself when
     --data is not a prepared directory). Prints data.json's facts when done."""
     parser = argparse.ArgumentParser(description="Tokenize text files into uint16 token shards for training.")
-    parser.add_argument("--input", default="stdlib",
-                        help="'stdlib' (offline, default), 'shakespeare' (downloads once), or a glob of text files")
-    parser.add_argument("--output", default="out/data", help="directory for shards, encoder files and data.json (local or gs://)")
-    parser.add_argument("--vocab", default="4096",
-                        help="a directory with encoder.json + vocab.bpe (GPT-2's), or a size N to train a BPE on the input")
-    parser.add_argument("--val_fraction", type=float, default=0.005, help="share of documents held out for evaluation")
+    parser.add_argument("--input", default="stdlib", help="'stdlib' (offline), 'shakespeare' or a glob")
+    parser.add_argument("--output", default="out/data", help="directory for shards, vocabulary, data.json")
+    parser.add_argument("--vocab", default="4096", help="a size N to train a BPE, or GPT-2's files' directory")
+    parser.add_argument("--val_fraction", type=float, default=0.005, help="share of documents held out")
     parser.add_argument("--processes", type=int, default=None, help="tokenizer processes (default: one per core)")
     args = parser.parse_args(argv)
-    if args.vocab.isdigit() and int(args.vocab) < 257:
-        parser.error(f"--vocab {args.vocab}: a vocabulary needs at least 257 ids (256 bytes + {EOT})")
-    if not 0 <= args.val_fraction < 1:
-        parser.error("--val_fraction must be in [0, 1)")
     try:
+        # Every flag is checked here, before any work: a mistake costs one line, not a traceback
+        # after minutes of tokenizing.
+        if args.input not in ("stdlib", "shakespeare") and not tf.io.gfile.glob(args.input):
+            raise ValueError(f"no files match --input {args.input!r}")
+        if args.vocab.isdigit() and int(args.vocab) < 257:
+            raise ValueError(f"--vocab {args.vocab}: a vocabulary needs at least 257 ids (256 bytes + {EOT})")
+        if not args.vocab.isdigit() and not tf.io.gfile.exists(os.path.join(args.vocab, "encoder.json")):
+            raise ValueError(f"--vocab {args.vocab}: no encoder.json there, and not a size (such as 4096)")
+        if not 0 <= args.val_fraction < 1:
+            raise ValueError(f"--val_fraction {args.val_fraction}: must be in [0, 1)")
+        if args.processes is not None and args.processes < 1:
+            raise ValueError(f"--processes {args.processes}: must be at least 1")
         facts = prepare(args.input, args.output, args.vocab, args.val_fraction, args.processes)
-    except ValueError as e:
-        sys.exit(f"error: {e}")
+    except ValueError as e:  # the user's mistake (or the corpus's): one line, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
     print(json.dumps(facts))
 
 

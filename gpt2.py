@@ -24,11 +24,10 @@ import importlib.util
 import json
 import math
 import os
-import sys
-import urllib.request
+import re
 
-
-# Google's PCI vendor id and its TPU chips' device ids, as JAX and PyTorch/XLA read them
+# ---- before TensorFlow starts: a TPU VM's runtime (skip to HParams for the model) -----------------
+# Google's PCI vendor id 0x1ae0 and its TPU chips' device ids, as JAX and PyTorch/XLA read them
 # (jax/_src/hardware_utils.py): a TPU shows up in /sys without any library or network.
 TPU_PCI_IDS = {"0x0027": "v3", "0x005e": "v4", "0x0062": "v5p", "0x0063": "v5e", "0x006f": "v6e"}  # 0x0027: v2 too
 
@@ -36,6 +35,7 @@ TPU_PCI_IDS = {"0x0027": "v3", "0x005e": "v4", "0x0062": "v5p", "0x0063": "v5e",
 def tpu_type(pci_root="/sys/bus/pci/devices", environ=os.environ):
     """This machine's TPU generation ('v5e', 'v3', ...), or '' if it has none, found without
     importing TensorFlow: from the PCI devices, else from TPU_ACCELERATOR_TYPE ('v5litepod-8')."""
+    named = environ.get("TPU_ACCELERATOR_TYPE", "").lower().split("-")[0]  # 'v5litepod-8' -> 'v5litepod'
     for device in sorted(glob.glob(os.path.join(pci_root, "*"))):
         try:
             with open(os.path.join(device, "vendor")) as f, open(os.path.join(device, "device")) as g:
@@ -43,9 +43,7 @@ def tpu_type(pci_root="/sys/bus/pci/devices", environ=os.environ):
         except OSError:
             continue
         if vendor == "0x1ae0" and chip in TPU_PCI_IDS:
-            generation = TPU_PCI_IDS[chip]
-            return "v2" if generation == "v3" and environ.get("TPU_ACCELERATOR_TYPE", "").startswith("v2") else generation
-    named = environ.get("TPU_ACCELERATOR_TYPE", "").lower().split("-")[0]  # 'v5litepod-8' -> 'v5litepod'
+            return "v2" if chip == "0x0027" and named.startswith("v2") else TPU_PCI_IDS[chip]
     return {"v5litepod": "v5e"}.get(named, named)
 
 
@@ -60,8 +58,7 @@ def tpu_runtime_variables(generation, libtpu_path):
     """
     if not libtpu_path or generation not in ("v5e", "v5p", "v6e"):
         return {}
-    return {"PJRT_DEVICE": "TPU", "NEXT_PLUGGABLE_DEVICE_USE_C_API": "true",
-            "TF_PLUGGABLE_DEVICE_LIBRARY_PATH": libtpu_path,
+    return {"PJRT_DEVICE": "TPU", "NEXT_PLUGGABLE_DEVICE_USE_C_API": "true", "TF_PLUGGABLE_DEVICE_LIBRARY_PATH": libtpu_path,
             "TF_XLA_FLAGS": "--tf_mlir_enable_mlir_bridge=true --tf_mlir_enable_convert_control_to_data_outputs_pass=true "
                             "--tf_mlir_enable_merge_control_flow_pass=true"}
 
@@ -69,16 +66,17 @@ def tpu_runtime_variables(generation, libtpu_path):
 def libtpu_path():
     """Where the libtpu package's library is (what libtpu.get_library_path() returns), or ''."""
     spec = importlib.util.find_spec("libtpu")
-    found = glob.glob(os.path.join(os.path.dirname(spec.origin), "libtpu*.so")) if spec and spec.origin else []
-    return found[0] if found else ""
+    return next(iter(glob.glob(os.path.join(os.path.dirname(spec.origin), "libtpu*.so"))), "") if spec and spec.origin else ""
 
 
-# Before TensorFlow is imported (here, and by train.py and sample.py, which import this module
+# Set before TensorFlow is imported (here, and by train.py and sample.py, which import this module
 # first): a user of a v5e TPU VM should not need to know these variables. Elsewhere: nothing.
 for key, value in tpu_runtime_variables(tpu_type(), libtpu_path()).items():
     os.environ.setdefault(key, value)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter quiet
 import tensorflow as tf  # noqa: E402
+
+import data  # noqa: E402  (its downloader)
 
 
 @dataclasses.dataclass
@@ -108,7 +106,9 @@ PRESETS = {
     "mini": HParams(n_vocab=4096, n_ctx=256, n_embd=256, n_head=4, n_layer=4),  # 4,273,664
     "tiny": HParams(n_vocab=4096, n_ctx=128, n_embd=128, n_head=4, n_layer=2),  # 937,472
 }
-PRESETS["117M"], PRESETS["345M"] = PRESETS["124M"], PRESETS["355M"]
+RELEASED = ["124M", "355M", "774M", "1558M"]  # what OpenAI's download serves
+ALIASES = {"117M": "124M", "345M": "355M"}  # the names of 2019, counted differently
+PRESETS.update({old: PRESETS[new] for old, new in ALIASES.items()})
 
 
 def num_params(h):
@@ -152,43 +152,19 @@ def layer_norm(x, g, b, eps=1e-5):
 
 
 def linear(x, w, b):
-    """x @ w + b over the last axis: [..., nx] -> [..., nf]. OpenAI calls it conv1d."""
-    nx, nf = w.shape
-    x2, w = tf.reshape(x, [-1, nx]), tf.cast(w, x.dtype)  # (B*T, nx)
-    if x2.shape[0] == 1 and nx % 8 == 0:  # one row: generating at batch 1
-        y = split_matvec(x2, w, 8)
-    else:
-        y = tf.matmul(x2, w)  # (B*T, nx) x (nx, nf) -> (B*T, nf)
-    return tf.reshape(y, tf.concat([tf.shape(x)[:-1], [nf]], 0)) + tf.cast(b, x.dtype)
+    """x @ w + b over the last axis: (..., nx) -> (..., nf). OpenAI calls it conv1d."""
+    return tf.einsum("...i,io->...o", x, tf.cast(w, x.dtype)) + tf.cast(b, x.dtype)
 
 
-def split_matvec(x, w, parts):
-    """x (1, nx) @ w (nx, nf) as the sum of `parts` products of nx / parts rows each ("split-K").
-
-    Why: XLA's CPU backend runs a one-row product as one loop on one core, well below the
-    memory bandwidth, while a batched product runs on every core. Cutting w (nx, nf) into
-    (parts, nx / parts, nf) is a reshape, which moves no data; the partial products run side by
-    side and are added. 124M model, batch 1, on 2 cores: XLA generation went from 29.5 to 20.6 ms
-    per token. (In a plain graph it went from 34.5 to 41.4: sample.generate uses XLA.) Training
-    never comes here: it has many rows."""
-    nx, nf = w.shape
-    xs = tf.reshape(x, [parts, 1, nx // parts])  # (parts, 1, nx/parts)
-    partial = tf.matmul(xs, tf.reshape(w, [parts, nx // parts, nf]))  # (parts, 1, nf)
-    return tf.cast(tf.reduce_sum(tf.cast(partial, tf.float32), axis=0), x.dtype)  # (1, nf), added in float32
-
-
-def attention(q, k, v, mask, dropout=0.0, seed=None):
-    """Scaled dot-product attention (Vaswani et al. section 3.2.1), one call for all heads.
-
-    q (B, nh, T, hs), k and v (B, nh, S, hs), mask (T, S) bool: True where query t may see key s.
-    """
-    hs = q.shape[-1]
-    scores = tf.matmul(q, k, transpose_b=True) / math.sqrt(hs)  # (B, nh, T, hs) x (B, nh, hs, S) -> (B, nh, T, S)
-    scores = tf.where(mask, tf.cast(scores, tf.float32), -1e10)  # softmax in float32, hidden keys -> 0
-    weights = tf.cast(tf.nn.softmax(scores, axis=-1), v.dtype)
-    if dropout > 0 and seed is not None:
-        weights = tf.nn.experimental.stateless_dropout(weights, dropout, seed)
-    return tf.matmul(weights, v)  # (B, nh, T, S) x (B, nh, S, hs) -> (B, nh, T, hs)
+def attention(q, k, v, mask, rate=0.0, seed=None):
+    """Scaled dot-product attention (Vaswani et al. section 3.2.1), all heads at once:
+    softmax(q k^T / sqrt(hs)) v. The scale keeps the scores' variance near 1 whatever hs is,
+    so the softmax does not saturate. q (B, nh, T, hs), k and v (B, nh, S, hs), mask (T, S)
+    bool: True where query t may see key s."""
+    scores = tf.matmul(q, k, transpose_b=True) / math.sqrt(q.shape[-1])  # (B, nh, T, S)
+    scores = tf.where(mask, tf.cast(scores, tf.float32), -1e10)  # softmax in float32; hidden keys -> 0
+    probs = dropout(tf.cast(tf.nn.softmax(scores, axis=-1), v.dtype), rate, seed, 0)
+    return tf.matmul(probs, v)  # (B, nh, T, S) x (B, nh, S, hs) -> (B, nh, T, hs)
 
 
 def split_heads(x, n_head):
@@ -203,15 +179,20 @@ def merge_heads(x):
     return tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [-1, tf.shape(x)[2], nh * hs])
 
 
-def tied_logits(x, wte):
-    """x (B, T, C) times the token embedding wte (V, C), transposed: (B, T, C) x (C, V) -> (B, T, V)."""
-    wte = tf.cast(wte, x.dtype)
-    if x.shape[0] == 1 and x.shape[1] == 1:  # one token: wte (V, C) times the column x (C, 1)
-        # The same numbers, but XLA's CPU backend, given x (1, C) times wte transposed, copied
-        # wte into the transposed layout inside the loop, every token: 8 ms of the 124M model's
-        # 23.5 per token. As wte @ x it reads wte row by row, as stored: 20.3 ms per token.
-        return tf.reshape(tf.matmul(wte, tf.reshape(x, [-1, 1])), [1, 1, -1])
-    return tf.matmul(x, wte, transpose_b=True)
+def dropout(x, rate, seed, part):
+    """Zeroes a share `rate` of x and scales the rest by 1 / (1 - rate); x unchanged when seed is
+    None (not training). A call site's seed has three independent streams: `part` picks one."""
+    if rate == 0 or seed is None:
+        return x
+    return tf.nn.experimental.stateless_dropout(x, rate, tf.random.experimental.stateless_split(seed, 3)[part])
+
+
+def write_at(cache, new, pos):
+    """Writes new (B, nh, T, hs) into cache (B, nh, S, hs) at positions pos..pos+T-1, in place
+    under XLA. The cache keeps its shape, so generation compiles once for every position."""
+    B, nh, T = new.shape[0], new.shape[1], new.shape[2]
+    b, head, t = tf.meshgrid(tf.range(B), tf.range(nh), pos + tf.range(T), indexing="ij")  # 3 x (B, nh, T)
+    return tf.tensor_scatter_nd_update(cache, tf.stack([b, head, t], axis=-1), new)  # indices (B, nh, T, 3)
 
 
 def cross_entropy(logits, targets):
@@ -221,93 +202,94 @@ def cross_entropy(logits, targets):
 
 # ---- the modules, named as in OpenAI's checkpoints ------------------------------------------
 
-class Weights:
-    """Creates float32 variables with OpenAI's names, initialised from one seed, repeatably."""
+class Initializer:
+    """Creates float32 variables with OpenAI's names, each drawn from its own stream of one
+    seed (in creation order), so a model is the same on every machine."""
 
     def __init__(self, seed):
         self.seed, self.count = seed, 0
 
     def normal(self, name, shape, stddev):
-        self.count += 1  # each variable gets its own stream of the seed, in creation order
-        value = tf.random.stateless_normal(shape, seed=[self.seed, self.count], stddev=stddev)
-        return tf.Variable(value, name=name)
+        self.count += 1
+        return tf.Variable(tf.random.stateless_normal(shape, seed=[self.seed, self.count], stddev=stddev), name=name)
 
     def constant(self, name, shape, value):
         return tf.Variable(tf.fill(shape, float(value)), name=name)
 
 
 class LayerNorm(tf.Module):
-    def __init__(self, prefix, C, weights):
+    def __init__(self, prefix, C, init):
         super().__init__()
-        self.g = weights.constant(prefix + "/g", [C], 1.0)  # scale
-        self.b = weights.constant(prefix + "/b", [C], 0.0)  # shift
+        self.g = init.constant(prefix + "/g", [C], 1.0)  # scale
+        self.b = init.constant(prefix + "/b", [C], 0.0)  # shift
 
     def __call__(self, x):
         return layer_norm(x, self.g, self.b)
 
 
-class Conv1D(tf.Module):
-    """OpenAI's name for a linear layer (w, b). Checkpoints store w as [1, nx, nf]; we keep [nx, nf]."""
+class Linear(tf.Module):
+    """w (nx, nf) and b (nf,). OpenAI stores w as [1, nx, nf] (a 1x1 convolution, "conv1d")."""
 
-    def __init__(self, prefix, nx, nf, weights, stddev=0.02):
+    def __init__(self, prefix, nx, nf, init, stddev=0.02):
         super().__init__()
-        self.w = weights.normal(prefix + "/w", [nx, nf], stddev)
-        self.b = weights.constant(prefix + "/b", [nf], 0.0)
+        self.w = init.normal(prefix + "/w", [nx, nf], stddev)
+        self.b = init.constant(prefix + "/b", [nf], 0.0)
 
     def __call__(self, x):
         return linear(x, self.w, self.b)
 
 
-class Block(tf.Module):
-    """One transformer block, pre-LayerNorm (GPT-2 section 2.3):
-    x = x + attn(ln_1(x));  x = x + mlp(ln_2(x))."""
+class Attention(tf.Module):
+    """Causal multi-head self-attention (Vaswani et al. section 3.2.2): q, k and v from one
+    matmul, attention in nh heads of size hs, the heads merged and projected back."""
 
-    def __init__(self, h, i, weights):
+    def __init__(self, prefix, hparams, init, residual_std):
         super().__init__()
-        p, C = f"model/h{i}", h.n_embd
-        self.hparams = h
+        C, self.n_head = hparams.n_embd, hparams.n_head
+        self.c_attn = Linear(prefix + "/c_attn", C, 3 * C, init)
+        self.c_proj = Linear(prefix + "/c_proj", C, C, init, residual_std)
+
+    def __call__(self, x, mask, rate=0.0, seed=None, cache=None, pos=0):
+        """x (B, T, C) -> (B, T, C). cache (generating): this layer's keys and values of earlier
+        positions, each (B, nh, S, hs); this call's are written in at pos and attended over too."""
+        q, k, v = [split_heads(t, self.n_head) for t in tf.split(self.c_attn(x), 3, axis=-1)]  # 3 x (B, nh, T, hs)
+        if cache is not None:
+            k, v = cache = write_at(cache[0], k, pos), write_at(cache[1], v, pos)  # (B, nh, S, hs) each
+        return self.c_proj(merge_heads(attention(q, k, v, mask, rate, seed))), cache
+
+
+class MLP(tf.Module):
+    """The position-wise feed-forward network: C -> 4C -> GELU -> C."""
+
+    def __init__(self, prefix, C, init, residual_std):
+        super().__init__()
+        self.c_fc = Linear(prefix + "/c_fc", C, 4 * C, init)
+        self.c_proj = Linear(prefix + "/c_proj", 4 * C, C, init, residual_std)
+
+    def __call__(self, x):
+        return self.c_proj(gelu(self.c_fc(x)))
+
+
+class Block(tf.Module):
+    """One transformer block, with LayerNorm at the input of each sub-block (GPT-2 section 2.3)."""
+
+    def __init__(self, hparams, i, init):
+        super().__init__()
+        p, C, self.rate = f"model/h{i}", hparams.n_embd, hparams.dropout
         # GPT-2 section 2.3: "scale the weights of residual layers at initialization by a
         # factor of 1/sqrt(N) where N is the number of residual layers": two per block.
-        residual_std = 0.02 / math.sqrt(2 * h.n_layer)
-        self.ln_1 = LayerNorm(p + "/ln_1", C, weights)
-        self.c_attn = Conv1D(p + "/attn/c_attn", C, 3 * C, weights)  # q, k, v in one matmul
-        self.c_proj = Conv1D(p + "/attn/c_proj", C, C, weights, residual_std)
-        self.ln_2 = LayerNorm(p + "/ln_2", C, weights)
-        self.c_fc = Conv1D(p + "/mlp/c_fc", C, 4 * C, weights)
-        self.mlp_proj = Conv1D(p + "/mlp/c_proj", 4 * C, C, weights, residual_std)
+        residual_std = 0.02 / math.sqrt(2 * hparams.n_layer)
+        self.ln_1 = LayerNorm(p + "/ln_1", C, init)
+        self.attn = Attention(p + "/attn", hparams, init, residual_std)
+        self.ln_2 = LayerNorm(p + "/ln_2", C, init)
+        self.mlp = MLP(p + "/mlp", C, init, residual_std)
 
-    def __call__(self, x, mask, kv=None, pos=None, seeds=None):
-        """x (B, T, C) -> (B, T, C). With kv, this layer's cache (keys, values), each
-        (B, nh, S, hs), that this call's keys and values are written into at position pos;
-        returns the updated cache too."""
-        h = self.hparams
-        rate = h.dropout if seeds is not None else 0.0
-        qkv = self.c_attn(self.ln_1(x))  # (B, T, C) -> (B, T, 3C)
-        q, k, v = [split_heads(t, h.n_head) for t in tf.split(qkv, 3, axis=-1)]  # 3 x (B, nh, T, hs)
-        if kv is not None:  # write k, v at positions pos..pos+T-1, then attend over the whole cache
-            k = update_slice(kv[0], k, pos)  # (B, nh, S, hs)
-            v = update_slice(kv[1], v, pos)
-            kv = (k, v)
-        seed = (lambda i: None) if seeds is None else (lambda i: seeds[i])
-        a = merge_heads(attention(q, k, v, mask, rate, seed(0)))  # (B, T, C)
-        x = x + dropout(self.c_proj(a), rate, seed(1))
-        m = self.mlp_proj(gelu(self.c_fc(self.ln_2(x))))  # (B, T, C) -> (B, T, 4C) -> (B, T, C)
-        x = x + dropout(m, rate, seed(2))
-        return x, kv
-
-
-def dropout(x, rate, seed):
-    """Zeroes a share `rate` of x (scaling the rest by 1 / (1 - rate)); the seed decides which."""
-    return tf.nn.experimental.stateless_dropout(x, rate, seed) if rate > 0 and seed is not None else x
-
-
-def update_slice(cache, new, pos):
-    """Writes new (B, nh, T, hs) into cache (B, nh, S, hs) at times pos..pos+T-1: a scatter
-    of B * nh * T rows of hs numbers, which XLA does in place. The shapes never change, so
-    generation compiles once. (A strided-slice update would need pos known at compile time.)"""
-    B, nh, T = new.shape[0], new.shape[1], new.shape[2]
-    b, h, t = tf.meshgrid(tf.range(B), tf.range(nh), pos + tf.range(T), indexing="ij")  # 3 x (B, nh, T)
-    return tf.tensor_scatter_nd_update(cache, tf.stack([b, h, t], axis=-1), new)  # indices (B, nh, T, 3)
+    def __call__(self, x, mask, seed=None, cache=None, pos=0):
+        """x (B, T, C) -> (B, T, C), and the attention's cache (see Attention)."""
+        a, cache = self.attn(self.ln_1(x), mask, self.rate, seed, cache, pos)
+        x = x + dropout(a, self.rate, seed, 1)
+        x = x + dropout(self.mlp(self.ln_2(x)), self.rate, seed, 2)
+        return x, cache
 
 
 class GPT2(tf.Module):
@@ -315,33 +297,30 @@ class GPT2(tf.Module):
 
     def __init__(self, hparams, seed=0, compute_dtype=tf.float32, recompute=False):
         super().__init__(name="model")
-        h = self.hparams = hparams
+        self.hparams = hparams
         self.compute_dtype = compute_dtype  # bfloat16 for TPUs: weights stay float32, math in bf16
         # Activation recomputation (Chen et al. 2016, arXiv 1604.06174): in training keep only each
         # block's input, and run the block again in the backward pass to get the rest.
         self.recompute = recompute
-        weights = Weights(seed)
-        self.wte = weights.normal("model/wte", [h.n_vocab, h.n_embd], 0.02)  # token embeddings
-        self.wpe = weights.normal("model/wpe", [h.n_ctx, h.n_embd], 0.01)  # position embeddings
-        self.h = [Block(h, i, weights) for i in range(h.n_layer)]
-        self.ln_f = LayerNorm("model/ln_f", h.n_embd, weights)
+        init, C = Initializer(seed), hparams.n_embd
+        self.wte = init.normal("model/wte", [hparams.n_vocab, C], 0.02)  # token embeddings
+        self.wpe = init.normal("model/wpe", [hparams.n_ctx, C], 0.01)  # position embeddings
+        self.blocks = [Block(hparams, i, init) for i in range(hparams.n_layer)]  # OpenAI's h0, h1, ...
+        self.ln_f = LayerNorm("model/ln_f", C, init)
 
     def __call__(self, tokens, training=False, seed=None):
-        """Logits for every position. In training with dropout > 0, seed (an int32 [2]) seeds it:
-        a stateless seed makes a resumed run drop the same units as an uninterrupted one."""
-        T = tokens.shape[1]
+        """Logits for every position. In training with dropout, seed (int32 [2]) decides what is
+        dropped: a stateless seed makes a resumed run drop the same units as an uninterrupted one."""
+        T, n_layer = tokens.shape[1], self.hparams.n_layer
         mask = tf.linalg.band_part(tf.ones([T, T], tf.bool), -1, 0)  # (T, T), lower triangle: t sees s <= t
-        seeds = None
-        if training and self.hparams.dropout > 0:
-            if seed is None:
-                raise ValueError("dropout in training needs a seed")
-            seeds = [tf.random.experimental.stateless_split(tf.random.experimental.stateless_fold_in(seed, i), 3)
-                     for i in range(self.hparams.n_layer + 1)]
-        x = self.embed(tokens, 0)
-        if seeds is not None:
-            x = dropout(x, self.hparams.dropout, seeds[-1][0])
-        for i, block in enumerate(self.h):
-            run = lambda x, block=block, i=i: block(x, mask, seeds=None if seeds is None else seeds[i])[0]  # noqa: E731
+        if not training or self.hparams.dropout == 0:
+            seed = None
+        elif seed is None:
+            raise ValueError("dropout in training needs a seed")
+        fold = lambda i: None if seed is None else tf.random.experimental.stateless_fold_in(seed, i)  # noqa: E731
+        x = dropout(self.embed(tokens, 0), self.hparams.dropout, fold(n_layer), 0)  # each block its own seed
+        for i, block in enumerate(self.blocks):
+            run = lambda x, block=block, i=i: block(x, mask, fold(i))[0]  # noqa: E731
             x = tf.recompute_grad(run)(x) if self.recompute and training else run(x)
         return self.unembed(x)
 
@@ -351,55 +330,50 @@ class GPT2(tf.Module):
         tokens = tf.cast(tokens, tf.int32)  # NumPy hands over int64
         if T > h.n_ctx:
             raise ValueError(f"sequence of {T} tokens is longer than n_ctx = {h.n_ctx}")
-        # tf.gather returns zeros for a bad id on GPUs and fails only on CPUs: check explicitly,
-        # when called eagerly. Compiled callers check their input first (sample.generate; train.py
-        # takes n_vocab from the data), and XLA would drop the check with a warning anyway.
+        # tf.gather gives zeros for a bad id on GPUs and fails only on CPUs: check, when eager
+        # (compiled callers check their input first; XLA would drop the check with a warning).
         if tf.executing_eagerly():
             tf.debugging.assert_non_negative(tokens, message="token ids must be >= 0")
             tf.debugging.assert_less(tokens, h.n_vocab, message=f"token ids must be < n_vocab = {h.n_vocab}")
-        positions = pos + tf.range(T)
-        x = tf.gather(self.wte, tokens) + tf.gather(self.wpe, positions)  # (B, T, C) + (T, C)
+        x = tf.gather(self.wte, tokens) + tf.gather(self.wpe, pos + tf.range(T))  # (B, T, C) + (T, C)
         return tf.cast(x, self.compute_dtype)
 
     def unembed(self, x):
-        """(B, T, C) -> logits (B, T, V): final LayerNorm, then the transposed token embedding."""
-        return tf.cast(tied_logits(self.ln_f(x), self.wte), tf.float32)
+        """(B, T, C) -> logits (B, T, V): the final LayerNorm, then the token embedding wte (V, C)
+        used again as the output layer, transposed (GPT-1 section 3.1: W_e in both places)."""
+        logits = tf.einsum("btc,vc->btv", self.ln_f(x), tf.cast(self.wte, x.dtype))
+        return tf.cast(logits, tf.float32)
 
-    # ---- the KV cache, for sample.py -------------------------------------------------------
+    # ---- generating: the KV cache, used by sample.py ---------------------------------------------
 
     def empty_cache(self, batch_size, length=None):
-        """Keys and values of every layer: n_layer pairs of zeros (B, nh, S, hs), in the compute
-        dtype, for S = length positions (default n_ctx: a generation that stays shorter needs
-        less, and every step reads the whole cache). Separate tensors, not one stacked tensor:
-        each step then writes its new rows in place, instead of copying the whole cache."""
+        """Keys and values of every layer: n_layer pairs of zeros (B, nh, S, hs) for S = length
+        positions (default n_ctx; a shorter text needs fewer, and every step reads all of them).
+        One tensor per layer and kind, so that each step writes its rows in place."""
         h = self.hparams
         shape = [batch_size, h.n_head, length or h.n_ctx, h.n_embd // h.n_head]
-        return tuple((tf.zeros(shape, self.compute_dtype), tf.zeros(shape, self.compute_dtype))
-                     for _ in range(h.n_layer))
+        return tuple((tf.zeros(shape, self.compute_dtype), tf.zeros(shape, self.compute_dtype)) for _ in range(h.n_layer))
 
-    def decode(self, tokens, cache, pos):
-        """Logits for tokens (B, T) that sit at positions pos..pos+T-1, given the cache of all
-        earlier positions. Returns (logits (B, T, V), the cache with these tokens added).
+    def forward_with_cache(self, tokens, cache, pos):
+        """Logits (B, T, V) for tokens (B, T) at positions pos..pos+T-1, given the keys and
+        values of all earlier positions in cache; returns the cache with these tokens' added.
 
-        Each query attends over the whole cache (its S positions), with keys after it masked out:
-        wasted work early in a sequence, but every shape is static, so one compiled step serves
-        every position. Only the new tokens go through the network: O(T) instead of O(pos + T).
-        """
+        Only the new tokens go through the network. Each query attends over the whole cache (its
+        S positions), with the keys after it masked out: wasted work early in a text, but every
+        shape is static, so one compiled step serves every position."""
         T, S = tokens.shape[1], cache[0][0].shape[2]
-        query_pos = pos + tf.range(T)[:, None]  # (T, 1)
-        mask = tf.range(S)[None, :] <= query_pos  # (T, S): key s visible if s <= query's position
-        x = self.embed(tokens, pos)
-        layers = []
-        for block, kv in zip(self.h, cache):
-            x, kv = block(x, mask, kv=kv, pos=pos)
+        mask = tf.range(S)[None, :] <= pos + tf.range(T)[:, None]  # (T, S): key s visible if s <= query's position
+        x, layers = self.embed(tokens, pos), []
+        for block, kv in zip(self.blocks, cache):
+            x, kv = block(x, mask, cache=kv, pos=pos)
             layers.append(kv)
         return self.unembed(x), tuple(layers)
 
 
 # ---- OpenAI's checkpoint layout: hparams.json + model.ckpt.* ---------------------------------
 
-OPENAI_FILES = ["checkpoint", "encoder.json", "hparams.json", "model.ckpt.data-00000-of-00001",
-                "model.ckpt.index", "model.ckpt.meta", "vocab.bpe"]
+OPENAI_FILES = ["encoder.json", "vocab.bpe", "hparams.json", "model.ckpt.index", "model.ckpt.meta",
+                "model.ckpt.data-00000-of-00001", "checkpoint"]  # `checkpoint` last: it marks them complete
 OPENAI_URL = "https://openaipublic.blob.core.windows.net/gpt-2/models"
 
 
@@ -453,7 +427,8 @@ def load_hparams(path):
 
 def load(path, compute_dtype=tf.float32):
     """A GPT2 from a directory: OpenAI's release (or `save`'s output), or train.py's --out with
-    only its training checkpoints so far (checkpoints/ckpt-N, written by tf.train.Checkpoint)."""
+    only its training checkpoints so far (checkpoints/ckpt-N, written by tf.train.Checkpoint).
+    A checkpoint that lacks any of the model's weights is an error, never a half-random model."""
     model = GPT2(load_hparams(path), compute_dtype=compute_dtype)
     exported = tf.train.latest_checkpoint(path)  # from the `checkpoint` file: OpenAI's or save()'s
     if exported is not None:
@@ -462,61 +437,58 @@ def load(path, compute_dtype=tf.float32):
     latest = tf.train.latest_checkpoint(os.path.join(path, "checkpoints"))
     if latest is None:
         raise ValueError(f"no checkpoint in {path} (neither model.ckpt.* nor checkpoints/ckpt-*)")
-    tf.train.Checkpoint(model=model).read(latest).expect_partial()
+    restore(tf.train.Checkpoint(model=model), latest)
     return model
+
+
+def restore(checkpoint, prefix):
+    """checkpoint.read(prefix), failing in one line if the file is unreadable or lacks any variable
+    the program has (a file written by a version of this code with other names), where TensorFlow
+    would go on with those variables as they were: random. The file may hold more (an optimizer)."""
+    try:
+        status = checkpoint.read(prefix)
+    except (ValueError, IndexError, tf.errors.OpError) as e:
+        raise ValueError(f"{prefix}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:150]})") from None
+    try:
+        status.assert_existing_objects_matched()
+    except AssertionError as e:
+        missing = re.findall(r"'([^':]+):0'", str(e)) or [str(e).splitlines()[0][:150]]
+        raise ValueError(f"{prefix} was written by another version of this code: it lacks {', '.join(missing[:3])}"
+                         f"{' and more' if len(missing) > 3 else ''}") from None
+    finally:
+        status.expect_partial()  # and no warnings about what the file holds beyond the program
 
 
 def restore_openai(model, prefix):
     """Copies each tensor of a name-based checkpoint into the variable of the same name."""
     # A name-based (TF1-style) checkpoint is a table of named tensors: the reader gives any
     # tensor by its name, without the graph that wrote it. OpenAI's .meta file is not needed.
-    reader = tf.train.load_checkpoint(prefix)
-    shapes = reader.get_variable_to_shape_map()  # name -> shape, e.g. 'model/wte' -> [50257, 768]
-    for v in model.variables:
-        name = variable_name(v)
-        if name not in shapes:
-            raise ValueError(f"{prefix}: no variable {name}")
-        value = reader.get_tensor(name)
-        if is_conv_weight(name) and value.ndim == 3 and value.shape[0] == 1:
-            value = value[0]  # [1, nx, nf] -> [nx, nf]
-        if tuple(value.shape) != tuple(v.shape):
-            raise ValueError(f"{prefix}: {name} has shape {list(value.shape)}, but hparams.json "
-                             f"implies {v.shape.as_list()}")
-        v.assign(value)
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        shapes = reader.get_variable_to_shape_map()  # name -> shape, e.g. 'model/wte' -> [50257, 768]
+        for v in model.variables:
+            name = variable_name(v)
+            if name not in shapes:
+                raise ValueError(f"{prefix}: no variable {name}")
+            value = reader.get_tensor(name)
+            if is_conv_weight(name) and value.ndim == 3 and value.shape[0] == 1:
+                value = value[0]  # [1, nx, nf] -> [nx, nf]
+            if tuple(value.shape) != tuple(v.shape):
+                raise ValueError(f"{prefix}: {name} has shape {list(value.shape)}, but hparams.json "
+                                 f"implies {v.shape.as_list()}")
+            v.assign(value)
+    except (IndexError, tf.errors.OpError) as e:  # e.g. a file cut off: "Read less bytes than requested"
+        raise ValueError(f"{prefix}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:150]})") from None
 
 
 def download(name, path):
-    """Fetches OpenAI's released files for a size ('124M', '355M', '774M', '1558M') into path.
-
-    Files already complete are skipped; a file cut off half-way resumes where it stopped (an
-    HTTP Range request), so a 6 GB download survives a dropped connection.
-    """
-    name = {"117M": "124M", "345M": "355M"}.get(name, name)
-    if name not in ("124M", "355M", "774M", "1558M"):
-        raise ValueError(f"unknown model {name!r}; OpenAI released 124M, 355M, 774M and 1558M")
-    os.makedirs(path, exist_ok=True)
+    """Fetches OpenAI's released files for a size ('124M', '355M', '774M', '1558M') into path,
+    resuming any file cut off half-way (the 1558M weights are 6 GB)."""
+    name = ALIASES.get(name, name)
+    if name not in RELEASED:
+        raise ValueError(f"unknown model {name!r}; OpenAI released {', '.join(RELEASED)}")
     for file in OPENAI_FILES:
-        target = os.path.join(path, file)
-        if os.path.exists(target):
-            continue
-        partial = target + ".part"  # renamed to target only when complete
-        start = os.path.getsize(partial) if os.path.exists(partial) else 0  # bytes already here
-        request = urllib.request.Request(f"{OPENAI_URL}/{name}/{file}", headers={"Range": f"bytes={start}-"})
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                if response.status != 206:  # the server ignored the range: start over
-                    start = 0
-                total = start + int(response.headers.get("Content-Length", 0))
-                with open(partial, "ab" if start else "wb") as f:
-                    done = start
-                    while chunk := response.read(1 << 20):
-                        f.write(chunk)
-                        done += len(chunk)
-                        print(f"\r{file}: {done / 1e6:.0f}/{total / 1e6:.0f} MB", end="", file=sys.stderr)
-            print(file=sys.stderr)
-        except OSError as e:
-            raise ValueError(f"could not download {name}/{file} from {OPENAI_URL} (offline?): {e}") from None
-        os.replace(partial, target)
+        data.download(f"{OPENAI_URL}/{name}/{file}", os.path.join(path, file))
     return path
 
 
@@ -526,16 +498,11 @@ def tensorflow_build_problem(installed=None):
     """One line on why this TensorFlow cannot drive a TPU, or '' if its build looks right.
     installed: the names of the TensorFlow distributions installed (default: read from pip's records)."""
     if installed is None:
-        installed = set()
-        for name in ("tensorflow", "tensorflow-cpu", "tensorflow-tpu"):
-            try:
-                importlib.metadata.version(name)
-                installed.add(name)
-            except importlib.metadata.PackageNotFoundError:
-                pass
+        installed = {(d.metadata["Name"] or "").lower() for d in importlib.metadata.distributions()}
+    installed = set(installed) & {"tensorflow", "tensorflow-cpu", "tensorflow-tpu"}
     if "tensorflow-tpu" not in installed:
         return "--tpu: TensorFlow's TPU build (tensorflow-tpu) is not installed: pip install -r requirements-tpu.txt"
-    if installed & {"tensorflow", "tensorflow-cpu"}:
+    if len(installed) > 1:
         return (f"--tpu: {' and '.join(sorted(installed))} are all installed: the CPU build (from requirements.txt?) "
                 "overwrote the TPU build. pip uninstall -y tensorflow tensorflow-cpu tensorflow-tpu, "
                 "then pip install -r requirements-tpu.txt")

@@ -33,42 +33,21 @@ import data  # noqa: E402
 # ---- filtering the next-token distribution ------------------------------------------------------
 
 def top_k_filter(logits, k):
-    """Keeps the k largest logits of each row (B, V), sets the rest to -inf (ties with the k-th
-    largest stay too)."""
-    count = lambda keep: tf.reduce_sum(tf.cast(keep, tf.int32), axis=-1, keepdims=True)  # (B, 1)
-    return keep_above(logits, lambda keep: count(keep) >= k)
+    """Keeps the k largest logits of each row (B, V) and sets the rest to -inf; ties with the
+    k-th largest stay too."""
+    kth = tf.math.top_k(logits, min(k, logits.shape[-1])).values[:, -1:]  # (B, 1)
+    return tf.where(logits < kth, -np.inf, logits)
 
 
 def top_p_filter(logits, p):
-    """Keeps the smallest set of tokens whose probabilities sum to at least p (the nucleus): every
-    token at least as likely as the one where the running sum, most likely first, reaches p."""
-    probs = tf.nn.softmax(logits)
-    mass = lambda keep: tf.reduce_sum(tf.where(keep, probs, 0.0), axis=-1, keepdims=True)  # (B, 1)
-    return keep_above(logits, lambda keep: mass(keep) >= p)
-
-
-def keep_above(logits, enough):
-    """Sets to -inf every logit below the bar: the largest value t such that enough(logits >= t)
-    holds for the row. enough maps a (B, V) bool mask to (B, 1) bools, and keeping more never
-    makes it false, so the bar can be found by bisection.
-
-    Why not sort: a sort of the 50,257 logits (or tf.math.top_k) took about 10 ms per token under
-    XLA on a CPU, half as long as the whole network; this takes 32 rounds of one compare and
-    one sum over the row (about 1 ms), with static shapes and no branches, for XLA and TPUs.
-    The bisection runs over the float32 values themselves, in order: the bit pattern of a float's
-    magnitude, read as an int32, grows with the magnitude, so that pattern, negated for negative
-    floats, sorts as the floats do (and -0 == +0); 32 halvings of its range find the exact bar."""
-    bits = tf.bitcast(tf.cast(logits, tf.float32), tf.int32)  # (B, V)
-    magnitude = tf.bitwise.bitwise_and(bits, 0x7FFFFFFF)  # the bits without the sign bit
-    key = tf.where(bits < 0, -magnitude, magnitude)  # (B, V) int32, sorts as logits do
-    # The bounds are int64, so that lo + hi cannot overflow; every one of them fits in an int32.
-    lo = tf.fill([logits.shape[0], 1], tf.constant(-2 ** 31 + 1, tf.int64))  # all keys are >= lo
-    hi = tf.fill([logits.shape[0], 1], tf.constant(2 ** 31 - 1, tf.int64))  # (B, 1) each
-    for _ in range(32):  # invariant: the bar's key is in [lo, hi]; at first lo keeps every token
-        mid = (lo + hi + 1) // 2
-        ok = enough(key >= tf.cast(mid, tf.int32))  # (B, 1)
-        lo, hi = tf.where(ok, mid, lo), tf.where(ok, hi, mid - 1)
-    return tf.where(key >= tf.cast(lo, tf.int32), logits, -np.inf)
+    """Nucleus sampling (Holtzman et al. 2019, arXiv 1904.09751, section 3.1): keeps the smallest
+    set of tokens whose probabilities add up to at least p, the most likely first; ties with the
+    last one kept stay too."""
+    ranked = tf.sort(logits, direction="DESCENDING")  # (B, V), the most likely first
+    before = tf.cumsum(tf.nn.softmax(ranked), axis=-1, exclusive=True)  # the mass ahead of each token
+    n_kept = tf.reduce_sum(tf.cast(before < p, tf.int32), axis=-1, keepdims=True)  # (B, 1), at least 1
+    bar = tf.gather(ranked, n_kept - 1, batch_dims=1)  # the least likely kept logit
+    return tf.where(logits < bar, -np.inf, logits)
 
 
 def choose(logits, temperature, top_k, top_p, seed):
@@ -80,25 +59,8 @@ def choose(logits, temperature, top_k, top_p, seed):
         logits = top_k_filter(logits, top_k)
     if top_p < 1:
         logits = top_p_filter(logits, top_p)
-    return draw(tf.nn.softmax(logits), seed)
-
-
-def draw(probs, seed):
-    """One token per row (B,) drawn from probs (B, V), by inverse transform sampling: lay the
-    probabilities end to end on [0, 1], throw a uniform random number u at it, and take the token
-    it lands on: the first whose running sum reaches u.
-
-    One random number per row, where tf.random.categorical makes one per token (the Gumbel-max
-    trick): under XLA on a CPU, making 50,257 random numbers took 2 ms per token, this 0.4 ms.
-    Stateless: the draw depends on the seed alone, not on how often sampling ran before.
-    Tokens of probability 0 (cut by top-k or top-p) can never be drawn: they are excluded by
-    name, not only by their zero width, so no rounding in the running sum lets one through."""
-    running = tf.cumsum(probs, axis=-1)  # (B, V)
-    possible = probs > 0  # (B, V)
-    total = tf.reduce_max(tf.where(possible, running, 0.0), axis=-1, keepdims=True)  # (B, 1), about 1
-    u = (1 - tf.random.stateless_uniform(tf.shape(total), seed)) * total  # (B, 1), in (0, total]
-    reached = tf.cast(possible & (running >= u), tf.int32)  # (B, V)
-    return tf.argmax(reached, axis=-1, output_type=tf.int32)  # the first token where it is 1
+    # stateless: the draw depends on the seed alone, not on how often sampling ran before
+    return tf.random.stateless_categorical(logits, 1, seed, dtype=tf.int32)[:, 0]
 
 
 # ---- the generation loop ---------------------------------------------------------------------
@@ -127,7 +89,7 @@ def generation_loop(model, B, T, length, temperature, top_k, top_p, stop_at_eot,
             start = tf.maximum(0, n - S)
             logits = model(tf.slice(tokens, [0, start], [B, S]))  # (B, S, V)
             return tf.gather(logits, n - 1 - start, axis=1), cache, pos
-        logits, cache = model.decode(tf.slice(tokens, [0, n - 1], [B, 1]), cache, pos)  # (B, 1, V)
+        logits, cache = model.forward_with_cache(tf.slice(tokens, [0, n - 1], [B, 1]), cache, pos)  # (B, 1, V)
         return logits[:, 0], cache, pos + 1
 
     def more(i, tokens, cache, pos, done):  # checked before every step: it can stop early
@@ -144,7 +106,7 @@ def generation_loop(model, B, T, length, temperature, top_k, top_p, stop_at_eot,
         if use_cache:  # the prompt but its last token, at most n_ctx - 1 of them, in one pass
             cache, prompt = model.empty_cache(B, S), min(T, n_ctx) - 1
             if prompt > 0:
-                _, cache = model.decode(context[:, T - 1 - prompt:T - 1], cache, 0)
+                _, cache = model.forward_with_cache(context[:, T - 1 - prompt:T - 1], cache, 0)
             pos = tf.constant(prompt)
 
         def step(i, tokens, cache, pos, done):  # new token i: the logits, a choice, written down
@@ -164,7 +126,7 @@ def generation_loop(model, B, T, length, temperature, top_k, top_p, stop_at_eot,
         if use_cache and T + length > n_ctx:  # (decided when tracing: a text that fits never slides)
             def slide(i, tokens, cache, pos, done):  # rebuild from the last `keep` tokens, go on
                 n = T + i  # tokens so far; the next step feeds token n - 1 at position keep
-                _, cache = model.decode(tf.slice(tokens, [0, n - 1 - keep], [B, keep]), model.empty_cache(B, S), 0)
+                _, cache = model.forward_with_cache(tf.slice(tokens, [0, n - 1 - keep], [B, keep]), model.empty_cache(B, S), 0)
                 return tf.while_loop(room, step, (i, tokens, cache, tf.constant(keep), done))
             state = tf.while_loop(more, slide, state)
         out = state[1][:, T:]  # (B, length)
@@ -189,14 +151,9 @@ def generate(model, context, length, temperature=1.0, top_k=0, top_p=1.0, seed=N
     only when one of those changes (temperature is part of the settings: greedy differs).
 
     xla=False runs it as a plain tf.function graph instead. XLA is the default on every device:
-    TPUs need it, and on a CPU it was faster too (124M shape, batch 1, python tests/bench.py
-    sample: 20.8 ms per token against the graph's 41.6), once the one-row matrix products were
-    split so that XLA spreads them over the cores (gpt2.split_matvec) and the logits stopped
-    copying wte (gpt2.tied_logits); before those two, the graph was faster.
+    TPUs need it, and on a CPU it is faster too (the README's benchmarks).
     """
-    if temperature < 0 or top_k < 0 or not 0 < top_p <= 1 or length < 1:
-        raise ValueError(f"need temperature >= 0, top_k >= 0, 0 < top_p <= 1, length >= 1; got "
-                         f"{temperature}, {top_k}, {top_p}, {length}")
+    check_settings(temperature=temperature, top_k=top_k, top_p=top_p, length=length)
     context = np.asarray(context, dtype=np.int32)
     if context.ndim != 2 or context.shape[1] == 0:
         raise ValueError(f"context must be int tokens [batch, T] with T >= 1, got shape {context.shape}")
@@ -216,6 +173,19 @@ def generate(model, context, length, temperature=1.0, top_k=0, top_p=1.0, seed=N
     seed = random.randrange(2 ** 31) if seed is None else seed
     with tf.device(model.wte.device):  # beside the weights: one device, the first replica, a TPU core
         return functions[key](tf.constant(context), tf.constant([seed, 0], tf.int32)).numpy()
+
+
+RULES = {"temperature": (lambda v: v >= 0, "must be >= 0"), "top_k": (lambda v: v >= 0, "must be >= 0"),
+         "top_p": (lambda v: 0 < v <= 1, "must be in (0, 1]"), "length": (lambda v: v >= 1, "must be at least 1"),
+         "num_samples": (lambda v: v >= 1, "must be at least 1"), "batch_size": (lambda v: v >= 1, "must be at least 1")}
+
+
+def check_settings(prefix="", **settings):
+    """Raises a one-line ValueError for the first setting that breaks its rule in RULES."""
+    for name, value in settings.items():
+        ok, rule = RULES[name]
+        if not ok(value):
+            raise ValueError(f"{prefix}{name} {value}: {rule}")
 
 
 # ---- scoring ---------------------------------------------------------------------------------------
@@ -259,9 +229,18 @@ def find_model(name):
     """A model directory, or a released size name ('124M' ...) downloaded into models/NAME."""
     if tf.io.gfile.isdir(name):
         return name
-    if name in ("124M", "355M", "774M", "1558M", "117M", "345M"):
+    if name in gpt2.RELEASED or name in gpt2.ALIASES:
         return gpt2.download(name, os.path.join("models", name))
-    raise ValueError(f"--model {name}: no such directory, and not a released size (124M, 355M, 774M, 1558M)")
+    raise ValueError(f"--model {name}: no such directory, and not a released size ({', '.join(gpt2.RELEASED)})")
+
+
+def check_args(args):
+    """Every flag a user can get wrong, checked before any work: a ValueError, one line."""
+    check_settings("--", **{name: getattr(args, name) for name in RULES})
+    if args.prompt_file and not os.path.isfile(args.prompt_file):
+        raise ValueError(f"--prompt_file {args.prompt_file}: no such file")
+    if args.tpu and gpt2.tensorflow_build_problem():
+        raise ValueError(gpt2.tensorflow_build_problem())
 
 
 def main(argv=None):
@@ -282,17 +261,8 @@ def main(argv=None):
     parser.add_argument("--tpu", action="store_true", help="run on this TPU VM's first TPU core")
     parser.add_argument("--score", default="", help="print the loss and perplexity of these text files (a glob) instead")
     args = parser.parse_args(argv)
-    if not 0 < args.top_p <= 1:
-        parser.error(f"--top_p {args.top_p}: must be in (0, 1]")
-    if args.temperature < 0:
-        parser.error(f"--temperature {args.temperature}: must be >= 0")
-    if args.top_k < 0:
-        parser.error(f"--top_k {args.top_k}: must be >= 0")
-    if args.length < 1:
-        parser.error(f"--length {args.length}: must be at least 1")
-    if args.num_samples < 1 or args.batch_size < 1:
-        parser.error("--num_samples and --batch_size must be at least 1")
     try:
+        check_args(args)
         run(args)
     except (ValueError, OSError) as e:
         sys.exit(f"error: {e}")
@@ -302,13 +272,8 @@ def run(args):
     """Loads the model and its vocabulary, then scores or samples as the flags say."""
     path = find_model(args.model)
     if args.tpu:  # one core is enough to sample: the model on it, without a strategy
-        problem = gpt2.tensorflow_build_problem()
-        if problem:
-            raise ValueError(problem)
         gpt2.connect_tpu()
-        with tf.device("/TPU:0"):
-            model = gpt2.load(path)
-    else:
+    with tf.device("/TPU:0" if args.tpu else None):
         model = gpt2.load(path)
     encoder = data.Encoder.load(path)
     if args.score:
@@ -318,16 +283,14 @@ def run(args):
             if not os.path.exists(file):
                 raise ValueError(f"--score {file}: no such file")
             tokens += [encoder.eot] + encoder.encode(data.read_text(file))
-        if len(tokens) < 2 + len(files) - 1 or all(t == encoder.eot for t in tokens):
+        if all(t == encoder.eot for t in tokens):
             raise ValueError(f"--score {args.score}: no text to score")
         print(json.dumps(score(model, tokens)))
         return
     if args.prompt_file:
-        with open(args.prompt_file, encoding="utf-8") as f:
-            args.prompt = f.read()
-    prompts = iter(lambda: input(">>> "), None) if args.interactive else [args.prompt]
+        args.prompt = data.read_text(args.prompt_file)
     try:
-        for prompt in prompts:
+        for prompt in iter(lambda: input(">>> "), None) if args.interactive else [args.prompt]:
             sample_prompt(model, encoder, prompt, args)
     except EOFError:
         print()
@@ -336,23 +299,17 @@ def run(args):
 def sample_prompt(model, encoder, prompt, args):
     """Prints args.num_samples continuations of prompt, args.batch_size at a time."""
     # No prompt: start from <|endoftext|>, as if a new document began (unconditional samples).
-    context = encoder.encode(prompt) if prompt else [encoder.eot]
-    limit = model.hparams.n_ctx - 1
+    context, limit = encoder.encode(prompt) if prompt else [encoder.eot], model.hparams.n_ctx - 1
     if len(context) > limit:
         print(f"warning: the prompt has {len(context)} tokens; keeping its last {limit} (n_ctx - 1)", file=sys.stderr)
         context = context[-limit:]
-    done = 0
-    while done < args.num_samples:
+    for done in range(0, args.num_samples, args.batch_size):
         seed = None if args.seed is None else args.seed + done  # a new seed per batch, repeatably
         batch = generate(model, [context] * args.batch_size, args.length, args.temperature, args.top_k,
                          args.top_p, seed, stop_at_eot=args.stop_at_eot)
-        for row in batch[:args.num_samples - done]:
-            done += 1
-            print(f"{'=' * 30} SAMPLE {done} {'=' * 30}")
-            ids = row.tolist()
-            if args.stop_at_eot and encoder.eot in ids:
-                ids = ids[:ids.index(encoder.eot)]
-            print(prompt + encoder.decode(ids))
+        for i, row in enumerate(batch[:args.num_samples - done].tolist()):
+            print(f"{'=' * 30} SAMPLE {done + i + 1} {'=' * 30}")
+            print(prompt + encoder.decode(row[:row.index(encoder.eot)] if args.stop_at_eot and encoder.eot in row else row))
 
 
 if __name__ == "__main__":

@@ -31,91 +31,97 @@ import data  # noqa: E402
 import sample  # noqa: E402
 
 
-# ---- Adafactor ----------------------------------------------------------------------------------
+# ---- the optimizers -----------------------------------------------------------------------------
 
-class Adafactor(tf.Module):
-    """Adafactor, as in Shazeer and Stern 2018, Algorithms 4 (matrices) and 5 (vectors).
+class Optimizer(tf.Module):
+    """What Adafactor and AdamW share: a step count t, state ("slots") made once per variable, and
+    one update per variable and step. A subclass says which slots a variable has (`slot_shapes`)
+    and how it moves (`update`)."""
 
-    ALGORITHM, for each step t = 1, 2, ... and each variable X with gradient G:
-        rho_t   = learning_rate(t), or min(1e-2, 1 / sqrt(t)) when none is given  (relative step)
-        alpha_t = max(eps2, RMS(X_{t-1})) * rho_t              (step relative to the weights' scale)
-        beta2_t = 1 - t^(-decay_rate)                          (0 at t = 1, then tends to 1)
-        if X has rank >= 2, over its last two axes (n rows, m columns):
-            R_t = beta2_t R_{t-1} + (1 - beta2_t) mean_cols(G^2 + eps1)     (n numbers)
-            C_t = beta2_t C_{t-1} + (1 - beta2_t) mean_rows(G^2 + eps1)     (m numbers)
-            V_t = R_t C_t^T / mean(R_t)                        (rank-1 estimate of E[G^2])
-        else:
-            V_t = beta2_t V_{t-1} + (1 - beta2_t) (G^2 + eps1)
-        U_t = G / sqrt(V_t)
-        U_t = U_t / max(1, RMS(U_t) / clip_threshold)          (update clipping)
-        if beta1 > 0:  M_t = beta1 M_{t-1} + (1 - beta1) U_t;  U_t = M_t  (optional momentum)
-        X_t = X_{t-1} - alpha_t U_t - rho_t * weight_decay * X_{t-1}     (decoupled weight decay)
-
-    The paper writes row and column *sums*; means give the same V_t (the factors cancel) and
-    keep the numbers in a readable range. With momentum (beta1 > 0) each variable gets a full-size
-    M as well, and the memory advantage over Adam halves rather than vanishes.
-    """
-
-    def __init__(self, learning_rate=None, beta1=0.0, decay_rate=0.8, clip_threshold=1.0,
-                 epsilon1=1e-30, epsilon2=1e-3, weight_decay=0.0):
-        super().__init__(name="adafactor")
-        self.learning_rate = learning_rate  # None (the paper's relative step), a float, or step -> float
-        self.beta1, self.decay_rate, self.clip_threshold = beta1, decay_rate, clip_threshold
-        self.epsilon1, self.epsilon2, self.weight_decay = epsilon1, epsilon2, weight_decay
+    def __init__(self, name, learning_rate):
+        super().__init__(name=name)
+        self.learning_rate = learning_rate  # a float, or a function of the step t (a schedule)
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
-        self.slots = []  # one dict of state variables per model variable, in build()'s order
-        self.index = {}  # variable.ref() -> its position in self.slots
+        self.slots, self.index = [], {}  # a dict of state variables per model variable; var.ref() -> position
 
     def build(self, var_list):
-        """Creates the state: R and C for matrices (and 3-D tensors), V for vectors.
-
-        Called under the strategy's scope (by train.Trainer), so the state is mirrored like the
-        weights. R has the variable's shape without its last axis, C without its second last:
-        wte (V, C) gets R (V,) and C (C,).
-        """
+        """Creates the state. Called under the strategy's scope (by Trainer): it is mirrored like the weights."""
         for var in var_list:
-            name, shape = var.name.split(":")[0], var.shape.as_list()
-            slots = {}
-            if len(shape) >= 2:
-                slots["r"] = tf.Variable(tf.zeros(shape[:-1]), trainable=False, name=name + "/adafactor_r")
-                slots["c"] = tf.Variable(tf.zeros(shape[:-2] + shape[-1:]), trainable=False, name=name + "/adafactor_c")
-            else:
-                slots["v"] = tf.Variable(tf.zeros(shape), trainable=False, name=name + "/adafactor_v")
-            if self.beta1 > 0:
-                slots["m"] = tf.Variable(tf.zeros(shape), trainable=False, name=name + "/adafactor_m")
+            name = var.name.split(":")[0]
             self.index[var.ref()] = len(self.slots)
-            self.slots.append(slots)
-
-    def relative_step(self, t):
-        """rho_t: the paper's min(1e-2, 1/sqrt(t)), or the given rate or schedule."""
-        if self.learning_rate is None:
-            return tf.minimum(1e-2, tf.math.rsqrt(t))
-        return self.learning_rate(t) if callable(self.learning_rate) else tf.constant(self.learning_rate, tf.float32)
+            self.slots.append({k: tf.Variable(tf.zeros(shape), trainable=False, name=f"{name}/{self.name}_{k}")
+                               for k, shape in self.slot_shapes(var.shape.as_list()).items()})
 
     def apply_gradients(self, grads_and_vars):
         grads_and_vars = list(grads_and_vars)
         if not self.slots:
             self.build([v for _, v in grads_and_vars])
         t = tf.cast(self.iterations.assign_add(1), tf.float32)  # t = 1 at the first step
-        rho = self.relative_step(t)
-        beta2 = 1.0 - tf.pow(t, -self.decay_rate)  # no bias correction needed: beta2_1 = 0
+        lr = self.learning_rate(t) if callable(self.learning_rate) else self.learning_rate
         for grad, var in grads_and_vars:
-            slots = self.slots[self.index[var.ref()]]
-            g2 = tf.square(grad) + self.epsilon1
-            if "r" in slots:
-                r = slots["r"].assign(beta2 * slots["r"] + (1 - beta2) * tf.reduce_mean(g2, axis=-1))  # (..., n)
-                c = slots["c"].assign(beta2 * slots["c"] + (1 - beta2) * tf.reduce_mean(g2, axis=-2))  # (..., m)
-                v = r[..., :, None] * c[..., None, :] / tf.reduce_mean(r, axis=-1)[..., None, None]  # (..., n, m)
-            else:
-                v = slots["v"].assign(beta2 * slots["v"] + (1 - beta2) * g2)
-            update = grad * tf.math.rsqrt(v)  # about +-1 per entry when the estimate is good
-            # Clipping guards the steps where v lags behind a sudden large gradient (the paper,
-            # section 6): without momentum this is what keeps Adafactor stable.
-            update /= tf.maximum(1.0, rms(update) / self.clip_threshold)
-            if "m" in slots:
-                update = slots["m"].assign(self.beta1 * slots["m"] + (1 - self.beta1) * update)
-            alpha = tf.maximum(self.epsilon2, rms(var)) * rho
-            var.assign_sub(alpha * update + rho * self.weight_decay * var)
+            self.update(grad, var, self.slots[self.index[var.ref()]], t, lr)
+
+
+class Adafactor(Optimizer):
+    """Adafactor, as in Shazeer and Stern 2018 (arXiv 1804.04235), Algorithms 4 (matrices) and 5 (vectors).
+
+    ALGORITHM, for each step t = 1, 2, ... and each variable X with gradient G:
+        rho_t   = learning_rate(t), or min(1e-2, 1 / sqrt(t)) when none is given
+        alpha_t = max(eps2, RMS(X_{t-1})) rho_t    (section 8: a step relative to the weights' scale;
+                  rho_t alone with relative_step=False)
+        beta2_t = 1 - t^(-decay_rate)               (section 7: 0 at t = 1, then tends to 1; with a
+                  fixed beta2, the same with Adam's bias correction: beta2 (1 - beta2^(t-1)) / (1 - beta2^t))
+        if X has rank >= 2 (and factored), over its last two axes (n rows, m columns):   (section 4)
+            R_t = beta2_t R_{t-1} + (1 - beta2_t) mean_cols(G^2 + eps1)     (n numbers)
+            C_t = beta2_t C_{t-1} + (1 - beta2_t) mean_rows(G^2 + eps1)     (m numbers)
+            V_t = R_t C_t^T / mean(R_t)                        (a rank-1 estimate of E[G^2])
+        else:
+            V_t = beta2_t V_{t-1} + (1 - beta2_t) (G^2 + eps1)
+        U_t = G / sqrt(V_t)
+        U_t = U_t / max(1, RMS(U_t) / clip_threshold)          (section 6: update clipping; math.inf: none)
+        if beta1 > 0:  M_t = beta1 M_{t-1} + (1 - beta1) U_t;  U_t = M_t  (optional momentum)
+        X_t = X_{t-1} - alpha_t U_t - rho_t weight_decay X_{t-1}     (decoupled weight decay)
+
+    The paper writes row and column *sums*; means give the same V_t (the factors cancel) and
+    keep the numbers in a readable range. With momentum each variable gets a full-size M as well,
+    and the memory advantage over Adam halves rather than vanishes.
+    """
+
+    def __init__(self, learning_rate=None, beta1=0.0, decay_rate=0.8, clip_threshold=1.0, epsilon1=1e-30,
+                 epsilon2=1e-3, weight_decay=0.0, factored=True, beta2=None, relative_step=True):
+        super().__init__("adafactor", learning_rate)
+        self.beta1, self.decay_rate, self.clip_threshold, self.beta2 = beta1, decay_rate, clip_threshold, beta2
+        self.epsilon1, self.epsilon2, self.weight_decay = epsilon1, epsilon2, weight_decay
+        self.factored, self.relative_step = factored, relative_step
+
+    def slot_shapes(self, shape):
+        """R has the variable's shape without its last axis, C without its second last: wte (V, C)
+        gets R (V,) and C (C,). Vectors (and everything, unfactored) get a full V."""
+        slots = {"r": shape[:-1], "c": shape[:-2] + shape[-1:]} if self.factored and len(shape) >= 2 else {"v": shape}
+        return {**slots, "m": shape} if self.beta1 > 0 else slots
+
+    def update(self, grad, var, slots, t, lr):
+        rho = tf.minimum(1e-2, tf.math.rsqrt(t)) if lr is None else lr
+        if self.beta2 is None:
+            beta2 = 1.0 - tf.pow(t, -self.decay_rate)  # no bias correction needed: beta2_1 = 0
+        else:
+            ramp = lambda t: -tf.math.expm1(t * math.log(self.beta2))  # noqa: E731  1 - beta2^t, without float32's cancellation
+            beta2 = self.beta2 * ramp(t - 1) / ramp(t)
+        g2 = tf.square(grad) + self.epsilon1
+        if "r" in slots:
+            r = slots["r"].assign(beta2 * slots["r"] + (1 - beta2) * tf.reduce_mean(g2, axis=-1))  # (..., n)
+            c = slots["c"].assign(beta2 * slots["c"] + (1 - beta2) * tf.reduce_mean(g2, axis=-2))  # (..., m)
+            v = r[..., :, None] * c[..., None, :] / tf.reduce_mean(r, axis=-1)[..., None, None]  # (..., n, m)
+        else:
+            v = slots["v"].assign(beta2 * slots["v"] + (1 - beta2) * g2)
+        update = grad * tf.math.rsqrt(v)  # about +-1 per entry when the estimate is good
+        # Clipping guards the steps where v lags behind a sudden large gradient (section 6):
+        # without momentum, this is what keeps Adafactor stable.
+        update /= tf.maximum(1.0, rms(update) / self.clip_threshold)
+        if "m" in slots:
+            update = slots["m"].assign(self.beta1 * slots["m"] + (1 - self.beta1) * update)
+        alpha = tf.maximum(self.epsilon2, rms(var)) * rho if self.relative_step else rho
+        var.assign_sub(alpha * update + rho * self.weight_decay * var)
 
 
 def rms(x):
@@ -123,45 +129,30 @@ def rms(x):
     return tf.sqrt(tf.reduce_mean(tf.square(x)))
 
 
-class AdamW(tf.Module):
+class AdamW(Optimizer):
     """Adam with decoupled weight decay (Loshchilov and Hutter 2019), for comparison: its state
     is two full copies of the weights (m and v), against Adafactor's row and column means."""
 
     def __init__(self, learning_rate=6e-4, beta1=0.9, beta2=0.95, epsilon=1e-8, weight_decay=0.0):
-        super().__init__(name="adamw")
-        self.learning_rate, self.beta1, self.beta2 = learning_rate, beta1, beta2
-        self.epsilon, self.weight_decay = epsilon, weight_decay
-        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
-        self.slots, self.index = [], {}
+        super().__init__("adam", learning_rate)
+        self.beta1, self.beta2, self.epsilon, self.weight_decay = beta1, beta2, epsilon, weight_decay
 
-    def build(self, var_list):
-        for var in var_list:
-            name = var.name.split(":")[0]
-            self.index[var.ref()] = len(self.slots)
-            self.slots.append({k: tf.Variable(tf.zeros(var.shape), trainable=False, name=f"{name}/adam_{k}")
-                               for k in ("m", "v")})
+    def slot_shapes(self, shape):
+        return {"m": shape, "v": shape}
 
-    def apply_gradients(self, grads_and_vars):
+    def update(self, grad, var, slots, t, lr):
         """m and v: running means of the gradient and of its square, per entry; the step is
         m / sqrt(v), after correcting both for starting at zero (Kingma and Ba 2015, Alg. 1)."""
-        grads_and_vars = list(grads_and_vars)
-        if not self.slots:
-            self.build([v for _, v in grads_and_vars])
-        t = tf.cast(self.iterations.assign_add(1), tf.float32)
-        lr = self.learning_rate(t) if callable(self.learning_rate) else self.learning_rate
-        for grad, var in grads_and_vars:
-            slots = self.slots[self.index[var.ref()]]
-            m = slots["m"].assign(self.beta1 * slots["m"] + (1 - self.beta1) * grad)
-            v = slots["v"].assign(self.beta2 * slots["v"] + (1 - self.beta2) * tf.square(grad))
-            m_hat, v_hat = m / (1 - self.beta1 ** t), v / (1 - self.beta2 ** t)  # bias correction
-            var.assign_sub(lr * (m_hat / (tf.sqrt(v_hat) + self.epsilon) + self.weight_decay * var))
+        m = slots["m"].assign(self.beta1 * slots["m"] + (1 - self.beta1) * grad)
+        v = slots["v"].assign(self.beta2 * slots["v"] + (1 - self.beta2) * tf.square(grad))
+        m_hat, v_hat = m / (1 - self.beta1 ** t), v / (1 - self.beta2 ** t)  # bias correction
+        var.assign_sub(lr * (m_hat / (tf.sqrt(v_hat) + self.epsilon) + self.weight_decay * var))
 
 
 def optimizer_state_floats(var_shapes, optimizer):
     """How many floats an optimizer keeps for variables of these shapes (its memory cost)."""
-    if optimizer == "adam":
-        return sum(2 * math.prod(s) for s in var_shapes)
-    return sum(math.prod(s[:-1]) + math.prod(s[:-2] + s[-1:]) if len(s) >= 2 else math.prod(s) for s in var_shapes)
+    opt = AdamW() if optimizer == "adam" else Adafactor()
+    return sum(math.prod(shape) for s in var_shapes for shape in opt.slot_shapes(s).values())
 
 
 # ---- configuration --------------------------------------------------------------------------
@@ -191,11 +182,10 @@ class TrainConfig:
     eval_interval: int = flag(100, "evaluate on the held-out split every this many steps")
     eval_steps: int = flag(10, "batches per evaluation")
     save_interval: int = flag(100, "checkpoint every this many steps")
-    log_interval: int = flag(20, "print and log every this many steps (a multiple of steps_per_loop)")
+    log_interval: int = flag(20, "print and log every this many steps")
     steps_per_loop: int = flag(10, "steps per call of the compiled training loop (TPUs: 50-100)")
-    grad_accum: int = flag(1, "gradient accumulation: run each replica's rows as this many micro-batches, one "
-                              "after another, and step once with their mean gradient (the same update, "
-                              "1/N of the activation memory)")
+    grad_accum: int = flag(1, "gradient accumulation: run each replica's rows as this many micro-batches, one after "
+                              "another, and step once with their mean gradient (1/N of the activation memory)")
     recompute: bool = flag(False, "recompute each block's activations in the backward pass instead of keeping "
                                   "them: less memory for about a third more compute")
     seed: int = flag(0, "seed for initialisation, data order and dropout")
@@ -206,50 +196,76 @@ class TrainConfig:
     eager: bool = flag(False, "run step by step without tf.function/XLA, to use a debugger (slow)")
 
 
-def parse_bool(text):
-    return text.lower() in ("1", "true", "yes")
+MODEL_HELP = {"n_vocab": "vocabulary size (set from the data)", "n_ctx": "context length", "n_embd": "width of "
+              "the residual stream", "n_head": "attention heads", "n_layer": "transformer blocks", "dropout": "dropout rate"}
 
 
 def parse_config(argv=None):
     """--config (a preset name or a JSON file) sets gpt2.HParams and TrainConfig fields; flags override.
 
     Every field of both dataclasses is a flag of the same name, so `--n_layer 6 --steps 2000`
-    works, and --help lists them with their comments. A JSON config may name a "preset" and
-    then change some of its fields: {"preset": "124M", "n_ctx": 512, "batch_size": 32}.
+    works, and --help lists them. A JSON config may name a "preset" and then change some of
+    its fields: {"preset": "124M", "n_ctx": 512, "batch_size": 32}. A mistake: ValueError.
     """
     parser = argparse.ArgumentParser(description="Train GPT-2 (offline quick start: no arguments).")
     parser.add_argument("--config", default="mini",
                         help=f"a model preset ({', '.join(gpt2.PRESETS)}) or a JSON file of HParams and TrainConfig fields")
-    model_help = {"n_vocab": "vocabulary size (set from the data)", "n_ctx": "context length",
-                  "n_embd": "width of the residual stream", "n_head": "attention heads",
-                  "n_layer": "transformer blocks", "dropout": "dropout rate in training"}
     for field in dataclasses.fields(gpt2.HParams):
-        parser.add_argument(f"--{field.name}", type=field.type, default=None, help=f"model: {model_help[field.name]}")
+        parser.add_argument(f"--{field.name}", type=field.type, help=f"model: {MODEL_HELP[field.name]}")
     for field in dataclasses.fields(TrainConfig):
         is_bool = field.type is bool  # --dry_run alone means true; --dry_run false also works
-        parser.add_argument(f"--{field.name}", type=parse_bool if is_bool else field.type, default=None,
+        parser.add_argument(f"--{field.name}", type=(lambda s: s.lower() in ("1", "true", "yes")) if is_bool else field.type,
                             nargs="?" if is_bool else None, const=True if is_bool else None,
                             help=f"{field.metadata['help']} (default: {field.default!r})")
     args = vars(parser.parse_args(argv))
-    values = {}
-    if args["config"] in gpt2.PRESETS:
-        values.update(dataclasses.asdict(gpt2.PRESETS[args["config"]]))
-    elif os.path.exists(args["config"]):
-        with open(args["config"]) as f:
-            values.update(json.load(f))
-        if "preset" in values:
-            values = {**dataclasses.asdict(gpt2.PRESETS[values.pop("preset")]), **values}
+    name, values = args.pop("config"), {}
+    if name in gpt2.PRESETS:
+        values = dataclasses.asdict(gpt2.PRESETS[name])
+    elif os.path.isfile(name):
+        try:
+            with open(name) as f:
+                values = json.load(f)
+            preset = values.pop("preset", None)
+            values = {**dataclasses.asdict(gpt2.PRESETS[preset]), **values} if preset else values
+        except (ValueError, KeyError, AttributeError) as e:  # bad JSON, an unknown preset, not an object
+            raise ValueError(f"--config {name}: not a JSON object of fields ({type(e).__name__}: {e})") from None
     else:
-        parser.error(f"--config {args['config']}: neither a preset ({', '.join(gpt2.PRESETS)}) nor a JSON file")
-    values.update({k: v for k, v in args.items() if v is not None and k != "config"})
-    model_fields = {f.name for f in dataclasses.fields(gpt2.HParams)}
-    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = set(values) - model_fields - train_fields
+        raise ValueError(f"--config {name}: neither a preset ({', '.join(gpt2.PRESETS)}) nor a JSON file")
+    values.update({k: v for k, v in args.items() if v is not None})
+    fields = {f.name: cls for cls in (gpt2.HParams, TrainConfig) for f in dataclasses.fields(cls)}
+    unknown = set(values) - set(fields)
     if unknown:
-        parser.error(f"unknown config field(s) {sorted(unknown)}")
-    hparams = gpt2.HParams(**{k: v for k, v in values.items() if k in model_fields})
-    config = TrainConfig(**{k: v for k, v in values.items() if k in train_fields})
-    return hparams, config
+        raise ValueError(f"unknown config field(s) {sorted(unknown)}")
+    return [cls(**{k: v for k, v in values.items() if fields[k] is cls}) for cls in (gpt2.HParams, TrainConfig)]
+
+
+def check_config(hparams, config):
+    """Every setting a user can get wrong, checked before any work starts: a ValueError, one line."""
+    values = {**dataclasses.asdict(hparams), **dataclasses.asdict(config)}
+    at_least_one = ["n_vocab", "n_ctx", "n_embd", "n_head", "n_layer", "steps", "batch_size", "eval_interval",
+                    "eval_steps", "save_interval", "log_interval", "steps_per_loop", "grad_accum"]
+    for name in at_least_one + ["learning_rate", "warmup_steps", "weight_decay", "grad_clip", "sample_length"]:
+        if values[name] < (1 if name in at_least_one else 0):
+            raise ValueError(f"--{name} {values[name]}: must be at least {1 if name in at_least_one else 0}")
+    if not 0 <= hparams.dropout < 1:
+        raise ValueError(f"--dropout {hparams.dropout}: must be in [0, 1)")
+    if not 0 <= config.min_lr_ratio <= 1:
+        raise ValueError(f"--min_lr_ratio {config.min_lr_ratio}: must be in [0, 1]")
+    for name, choices in [("optimizer", ("adafactor", "adam")), ("precision", ("float32", "bfloat16"))]:
+        if values[name] not in choices:
+            raise ValueError(f"--{name} {values[name]}: use {' or '.join(choices)}")
+    if config.batch_size % config.grad_accum:
+        raise ValueError(f"--batch_size {config.batch_size} does not split into --grad_accum {config.grad_accum} "
+                         "equal micro-batches")
+    if config.init_from and not tf.io.gfile.isdir(config.init_from):
+        raise ValueError(f"--init_from {config.init_from}: no such directory")
+    if config.tpu and config.tpu != "local":
+        raise ValueError(f"--tpu {config.tpu}: only 'local' (a TPU VM: Colab, Kaggle) is supported; "
+                         "remote TPU Nodes are retired")
+    if config.tpu and config.eager:
+        raise ValueError("--eager --tpu local: a TPU runs compiled steps only; step through with --eager on a CPU")
+    if config.tpu and gpt2.tensorflow_build_problem():
+        raise ValueError(gpt2.tensorflow_build_problem())
 
 
 def learning_rate_schedule(config):
@@ -314,18 +330,16 @@ TPU_PEAK_FLOPS = {"v2": 22.5e12, "v3": 61.5e12, "v4": 275e12, "v5e": 197e12, "v5
 
 
 def peak_flops(strategy, device, dtype, log=print):
-    """Peak FLOP/s of all replicas: measured on one replica's device; on a TPU, checked against
-    the published figure, which is used when known (MFU is defined against it)."""
+    """Peak FLOP/s of all replicas, and where the figure comes from: measured on one replica's
+    device; on a TPU, the published figure (MFU is defined against it), checked against the measurement."""
     measured = measure_peak_flops(device, dtype)
-    replicas, used, source = strategy.num_replicas_in_sync, measured, "measured"
-    if isinstance(strategy, tf.distribute.TPUStrategy):
-        chip = gpt2.tpu_type()
-        if chip in TPU_PEAK_FLOPS:
-            used, source = TPU_PEAK_FLOPS[chip], f"published for TPU {chip}, measured {measured / 1e12:.0f} TFLOP/s"
-            if not 1 / 3 < measured / used < 3:
-                log(f"warning: the measured peak ({measured / 1e12:.1f} TFLOP/s per replica) is more than 3x "
-                    f"off the published one for TPU {chip} ({used / 1e12:.1f}): MFU may be wrong")
-    return used * replicas, f"{used / 1e9:,.0f} GFLOP/s per replica ({source})"
+    chip = gpt2.tpu_type() if isinstance(strategy, tf.distribute.TPUStrategy) else ""
+    used = TPU_PEAK_FLOPS.get(chip, measured)
+    if not 1 / 3 < measured / used < 3:
+        log(f"warning: the measured peak ({measured / 1e12:.1f} TFLOP/s per replica) is more than 3x off the "
+            f"published one for TPU {chip} ({used / 1e12:.1f}): MFU may be wrong")
+    source = f"published for TPU {chip}, measured {measured / 1e12:.0f} TFLOP/s" if chip in TPU_PEAK_FLOPS else "measured"
+    return used * strategy.num_replicas_in_sync, f"{used / 1e9:,.0f} GFLOP/s per replica ({source})"
 
 
 # ---- the compiled steps ------------------------------------------------------------------------
@@ -352,23 +366,19 @@ class Trainer:
     def __init__(self, hparams, config, strategy):
         self.hparams, self.config, self.strategy = hparams, config, strategy
         replicas = strategy.num_replicas_in_sync
-        if config.batch_size % replicas:
-            raise ValueError(f"--batch_size {config.batch_size} does not split evenly across {replicas} replicas")
+        if config.batch_size % (replicas * config.grad_accum):
+            raise ValueError(f"--batch_size {config.batch_size} does not split into {replicas} replica(s) x "
+                             f"--grad_accum {config.grad_accum} equal micro-batches")
         self.per_replica = config.batch_size // replicas
-        if config.grad_accum < 1 or self.per_replica % config.grad_accum:
-            raise ValueError(f"--batch_size {config.batch_size} gives {self.per_replica} rows per replica, which "
-                             f"--grad_accum {config.grad_accum} does not split evenly")
         self.micro_batch = self.per_replica // config.grad_accum  # rows in one forward and backward pass
         # bfloat16 has float32's range (8 exponent bits) with 8 bits of mantissa: no loss
         # scaling needed, unlike float16. Weights and optimizer state stay float32.
         dtype = tf.bfloat16 if config.precision == "bfloat16" else tf.float32
         with strategy.scope():  # variables made here are mirrored on every replica
             self.model = gpt2.GPT2(hparams, seed=config.seed, compute_dtype=dtype, recompute=config.recompute)
-            schedule = learning_rate_schedule(config)
-            if config.optimizer == "adafactor":
-                self.optimizer = Adafactor(schedule, weight_decay=config.weight_decay)
-            else:
-                self.optimizer = AdamW(schedule, weight_decay=config.weight_decay)
+            self.schedule = learning_rate_schedule(config)
+            optimizer = Adafactor if config.optimizer == "adafactor" else AdamW
+            self.optimizer = optimizer(self.schedule, weight_decay=config.weight_decay)
             self.optimizer.build(self.model.trainable_variables)
             # Sums kept on each device across the steps of one call (ON_READ: every replica
             # adds to its own copy; reading from the host averages the copies). So a call of
@@ -377,7 +387,6 @@ class Trainer:
                              aggregation=tf.VariableAggregation.MEAN)
             self.loss_sum = tf.Variable(0.0, name="loss_sum", **on_device)
             self.grad_norm = tf.Variable(0.0, name="grad_norm", **on_device)
-        self.schedule = schedule
         whole_step_xla = replicas == 1 and not isinstance(strategy, tf.distribute.TPUStrategy)
         if whole_step_xla and not config.eager:
             self.replica_step = tf.function(self.replica_step, jit_compile=True)
@@ -549,25 +558,19 @@ def largest_batch(hparams, config, memory):
 def memory_table(hparams, config, replicas=1):
     """--dry_run's report: the plan for this run, then each device's verdict, as lines."""
     plan = memory_plan(hparams, config, replicas)
-    total = sum(plan.values())
-    lines = [f"parameters: {gpt2.num_params(hparams):,}   training FLOPs per token: {gpt2.flops_per_token(hparams):,}",
+    total, lines = sum(plan.values()), [f"parameters: {gpt2.num_params(hparams):,}   training FLOPs per token: {gpt2.flops_per_token(hparams):,}",
              f"per replica, {config.precision}, {config.batch_size // replicas} rows per replica in "
              f"{config.grad_accum} micro-batch(es) of {hparams.n_ctx} tokens:"]
-    lines += [f"  {name:<48} {value / GIB:8.2f} GiB" for name, value in plan.items()]
-    lines.append(f"  {'total':<48} {total / GIB:8.2f} GiB")
+    lines += [f"  {name:<48} {value / GIB:8.2f} GiB" for name, value in {**plan, "total": total}.items()]
     lines.append("device (memory per replica): verdict, most rows per micro-batch that fit")
-    for device, gib in DEVICES.items():
-        verdict = "fits" if total <= gib * GIB else "does NOT fit"
-        lines.append(f"  {device:<24} {gib:3d} GiB: {verdict:<12} largest micro-batch {largest_batch(hparams, config, gib * GIB)}")
-    return lines
+    return lines + [f"  {device:<24} {gib:3d} GiB: {'fits' if total <= gib * GIB else 'does NOT fit':<12} "
+                    f"largest micro-batch {largest_batch(hparams, config, gib * GIB)}" for device, gib in DEVICES.items()]
 
 
 def memory_warning(hparams, config, replicas, memory):
     """A warning if the plan exceeds `memory` bytes per replica (None: not known), else ''."""
     planned = sum(memory_plan(hparams, config, replicas).values())
-    if memory is None or planned <= memory:
-        return ""
-    return (f"warning: the memory planner expects {planned / GIB:.1f} GiB per replica, more than this device's "
+    return "" if memory is None or planned <= memory else (f"warning: the memory planner expects {planned / GIB:.1f} GiB per replica, more than this device's "
             f"{memory / GIB:.0f} GiB: try --recompute, --grad_accum N or a smaller --batch_size (--dry_run shows the plan)")
 
 
@@ -585,23 +588,16 @@ def device_memory(strategy):
 # ---- the run -----------------------------------------------------------------------------------
 
 def prepare_data(config):
-    """Returns a prepared data directory: --data itself if data.py made it, else OUT/data.
-
-    Tokenizing is done once: a rerun of the same command (a resumed run) finds OUT/data ready.
-    """
-    if tf.io.gfile.exists(os.path.join(config.data, "data.json")):
-        return config.data
-    path = os.path.join(config.out, "data")
-    facts_file = os.path.join(path, "data.json")
-    vocab = config.vocab or config.init_from or "4096"
-    if tf.io.gfile.exists(facts_file):
-        with tf.io.gfile.GFile(facts_file) as f:
-            facts = json.load(f)
-        if facts["source"] == config.data and (not vocab.isdigit() or facts["n_vocab"] == int(vocab)):
-            return path  # prepared by an earlier run of this command
-    print(f"preparing {config.data!r} in {path} (vocabulary: {vocab})")
-    data.prepare(config.data, path, vocab)
-    return path
+    """A prepared data directory and its facts: --data itself if data.py made it, else OUT/data,
+    tokenized once: a rerun of the same command (a resumed run) finds OUT/data ready."""
+    if data.read_facts(config.data):
+        return config.data, data.read_facts(config.data)
+    path, vocab = os.path.join(config.out, "data"), config.vocab or config.init_from or "4096"
+    facts = data.read_facts(path)
+    if not (facts and facts["source"] == config.data and (not vocab.isdigit() or facts["n_vocab"] == int(vocab))):
+        print(f"preparing {config.data!r} in {path} (vocabulary: {vocab})")
+        facts = data.prepare(config.data, path, vocab)
+    return path, facts
 
 
 def train(hparams, config, strategy=None, log=print):
@@ -612,24 +608,18 @@ def train(hparams, config, strategy=None, log=print):
     3. the loop: steps_per_loop steps per call, then log, evaluate and save at their intervals;
     4. export the model in OpenAI's layout, with its vocabulary, for sample.py.
     """
-    if config.init_from and not tf.io.gfile.isdir(config.init_from):
-        raise ValueError(f"--init_from {config.init_from}: no such directory")
-    data_dir = prepare_data(config)  # first: tokenizing forks worker processes, which a TPU runtime must not see
+    data_dir, facts = prepare_data(config)  # first: tokenizing forks worker processes, which a TPU runtime must not see
     if config.eager:
         tf.config.run_functions_eagerly(True)
     strategy = strategy or make_strategy(config.tpu)
-    with tf.io.gfile.GFile(os.path.join(data_dir, "data.json")) as f:
-        facts = json.load(f)
     if config.init_from:
         hparams = dataclasses.replace(gpt2.load_hparams(config.init_from), dropout=hparams.dropout)
     hparams = dataclasses.replace(hparams, n_vocab=facts["n_vocab"])  # the vocabulary decides V
     trainer = Trainer(hparams, config, strategy)
     model, optimizer = trainer.model, trainer.optimizer
     if config.init_from:  # fine-tuning: copy the weights in (a resumed run then overwrites them)
-        pretrained = gpt2.load(config.init_from)
-        for v, w in zip(model.variables, pretrained.variables):
+        for v, w in zip(model.variables, gpt2.load(config.init_from).variables):
             v.assign(w)
-
     train_data = data.dataset(data_dir, "train", config.batch_size, hparams.n_ctx, seed=config.seed)
     val_split = "val" if facts["val_tokens"] > 0 else "train"  # --val_fraction 0: evaluate on train
     val_data = data.dataset(data_dir, val_split, config.batch_size, hparams.n_ctx, seed=config.seed + 1,
@@ -640,19 +630,19 @@ def train(hparams, config, strategy=None, log=print):
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, data=train_iterator)
     manager = tf.train.CheckpointManager(checkpoint, os.path.join(config.out, "checkpoints"), max_to_keep=3)
     if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint)
+        gpt2.restore(checkpoint, manager.latest_checkpoint)
         log(f"resumed from {manager.latest_checkpoint} at step {int(optimizer.iterations.numpy())}")
     tf.io.gfile.makedirs(config.out)
     gpt2.save_hparams(hparams, config.out)  # so gpt2.load(OUT) reads the checkpoints of a run in progress
     with tf.io.gfile.GFile(os.path.join(config.out, "config.json"), "w") as f:
         json.dump({**dataclasses.asdict(hparams), **dataclasses.asdict(config)}, f, indent=1)
 
-    # MFU, model FLOPs utilisation: the share of the device's peak that the model's own
-    # arithmetic (flops_per_token) uses. The rest is lost to memory traffic and overheads.
     tokens_per_step = config.batch_size * hparams.n_ctx
     warning = memory_warning(hparams, config, strategy.num_replicas_in_sync, device_memory(strategy))
     if warning:  # before the first step compiles, which is where running out of memory would show
         log(warning)
+    # MFU, model FLOPs utilisation: the share of the devices' peak that the model's own
+    # arithmetic (flops_per_token) uses. The rest is lost to memory traffic and overheads.
     peak, peak_text = peak_flops(strategy, model.wte.device, model.compute_dtype, log)
     devices = sorted({v.device for v in getattr(model.wte, "values", [model.wte])})  # one per replica
     log(f"{gpt2.num_params(hparams):,} parameters, {strategy.num_replicas_in_sync} replica(s) on "
@@ -661,9 +651,9 @@ def train(hparams, config, strategy=None, log=print):
     # per log step, appended, so a resumed run continues the same file.
     writer = tf.summary.create_file_writer(os.path.join(config.out, "logs"))
     metrics = tf.io.gfile.GFile(os.path.join(config.out, "metrics.jsonl"), "a")
-    step = int(optimizer.iterations.numpy())  # 0, or where the restored run stopped
-    start_step, start_time = step, time.time()
-    window_start, window_steps, window_loss = time.time(), 0, 0.0
+    step = start_step = int(optimizer.iterations.numpy())  # 0, or where the restored run stopped
+    start_time = window_start = time.time()
+    window_steps, window_loss = 0, 0.0
     try:
         while step < config.steps:
             n = min(config.steps_per_loop, config.steps - step)
@@ -672,35 +662,28 @@ def train(hparams, config, strategy=None, log=print):
             if not math.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss} in steps {step + 1}..{step + n}; stopping. The last good "
                                          f"checkpoint is {manager.latest_checkpoint} (try a lower --learning_rate)")
-            step += n
-            window_steps += n
-            window_loss += loss * n
+            step, window_steps, window_loss = step + n, window_steps + n, window_loss + loss * n
+            at = lambda interval: step % interval < n or step == config.steps  # noqa: E731  (crossed in these n steps)
             record = {}  # this loop's line of metrics.jsonl, if any
-            # `step % interval < n`: an interval boundary was crossed during these n steps
-            if step % config.log_interval < n or step == config.steps:
-                elapsed = time.time() - window_start
-                tokens_per_sec = window_steps * tokens_per_step / elapsed
-                mfu = tokens_per_sec * gpt2.flops_per_token(hparams) / peak
-                record = {"step": step, "train_loss": window_loss / window_steps,
-                          "learning_rate": float(trainer.schedule(step)), "grad_norm": float(norm),
-                          "tokens_per_sec": tokens_per_sec, "mfu": mfu}
+            if at(config.log_interval):
+                tokens_per_sec = window_steps * tokens_per_step / (time.time() - window_start)
+                record = {"step": step, "train_loss": window_loss / window_steps, "grad_norm": float(norm),
+                          "learning_rate": float(trainer.schedule(step)), "tokens_per_sec": tokens_per_sec,
+                          "mfu": tokens_per_sec * gpt2.flops_per_token(hparams) / peak}
                 remaining = (config.steps - step) * (time.time() - start_time) / (step - start_step)
                 log(f"step {step:6d} | loss {record['train_loss']:.4f} | lr {record['learning_rate']:.2e} | "
-                    f"{tokens_per_sec:8.0f} tok/s | MFU {100 * mfu:4.1f}% | {remaining / 60:5.1f} min left")
+                    f"{tokens_per_sec:8.0f} tok/s | MFU {100 * record['mfu']:4.1f}% | {remaining / 60:5.1f} min left")
                 window_start, window_steps, window_loss = time.time(), 0, 0.0
-            if step % config.eval_interval < n or step == config.steps:
-                record["step"] = step
-                # a fresh iterator each time: every evaluation sees the same held-out batches
-                record["val_loss"] = float(trainer.eval_loop(iter(val_data), tf.constant(config.eval_steps)))
+            if at(config.eval_interval):  # a fresh iterator each time: the same held-out batches
+                record.update(step=step, val_loss=float(trainer.eval_loop(iter(val_data), tf.constant(config.eval_steps))))
                 log(f"step {step:6d} | val loss {record['val_loss']:.4f} ({val_split} split)")
             if record:
                 metrics.write(json.dumps(record) + "\n")
                 metrics.flush()
                 with writer.as_default(step=step):
-                    for key, value in record.items():
-                        if key != "step":
-                            tf.summary.scalar(key, value)
-            if step % config.save_interval < n or step == config.steps:
+                    for key in record.keys() - {"step"}:
+                        tf.summary.scalar(key, record[key])
+            if at(config.save_interval):
                 manager.save(checkpoint_number=step)
     except KeyboardInterrupt:  # Ctrl-C arrives between compiled calls, so the state is whole
         manager.save(checkpoint_number=int(optimizer.iterations.numpy()))
@@ -719,39 +702,17 @@ def closing_sample(model, out, length, seed=0):
     """A first look at what the model learned: `length` tokens from <|endoftext|>, decoded with
     the vocabulary in `out`. Works wherever the model lives (sample.generate places itself)."""
     encoder = data.Encoder.load(out)
-    tokens = sample.generate(model, [[encoder.eot]], length, top_k=40, seed=seed)
-    return encoder.decode(tokens[0].tolist())
-
-
-def check_tpu_flags(config):
-    """The TPU choices a user can get wrong, each as one line, before anything starts."""
-    if not config.tpu:
-        return
-    if config.tpu != "local":
-        raise ValueError(f"--tpu {config.tpu}: only 'local' (a TPU VM: Colab, Kaggle) is supported; "
-                         "remote TPU Nodes are retired")
-    if config.eager:
-        raise ValueError("--eager --tpu local: a TPU runs compiled steps only; step through with --eager on a CPU")
-    problem = gpt2.tensorflow_build_problem()
-    if problem:
-        raise ValueError(problem)
+    return encoder.decode(sample.generate(model, [[encoder.eot]], length, top_k=40, seed=seed)[0].tolist())
 
 
 def main(argv=None):
-    """The command line: parse, check, train (or only print the memory table), sample."""
-    hparams, config = parse_config(argv)
+    """The command line: parse and check every flag, then train (or only print the memory table), sample."""
     try:
-        if config.optimizer not in ("adafactor", "adam"):
-            raise ValueError(f"--optimizer {config.optimizer}: use adafactor or adam")
-        if config.precision not in ("float32", "bfloat16"):
-            raise ValueError(f"--precision {config.precision}: use float32 or bfloat16")
-        if config.grad_accum < 1 or config.batch_size % config.grad_accum:
-            raise ValueError(f"--batch_size {config.batch_size} does not split into --grad_accum {config.grad_accum} "
-                             "equal micro-batches")
+        hparams, config = parse_config(argv)
+        check_config(hparams, config)
         if config.dry_run:
             print("\n".join(memory_table(hparams, config)))
             return
-        check_tpu_flags(config)
         trainer = train(hparams, config)
     except (ValueError, FloatingPointError) as e:  # a user's mistake or a diverged run: one line
         sys.exit(f"error: {e}")

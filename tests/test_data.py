@@ -203,6 +203,7 @@ def test_single_document_holds_out_its_tail(tmp_path):
     (tmp_path / "one.txt").write_text("to be or not to be, that is the question. " * 200)
     facts = data.prepare(str(tmp_path / "one.txt"), str(tmp_path / "out"), 270, val_fraction=0.1, processes=1)
     assert facts["val_tokens"] > 0 and facts["train_tokens"] > 8 * facts["val_tokens"]
+    assert data.read_facts(str(tmp_path / "out")) == facts and data.read_facts(str(tmp_path)) is None
 
 
 def test_data_cli_bad_input_gets_one_line(tmp_path):
@@ -233,3 +234,22 @@ def test_corpus_too_small_for_a_batch(tmp_path, gpt2_vocab_dir):
     data.prepare(str(tmp_path / "tiny.txt"), str(tmp_path / "out"), gpt2_vocab_dir, val_fraction=0.0, processes=1)
     with pytest.raises(ValueError, match="too few for one batch"):
         data.dataset(str(tmp_path / "out"), "train", batch_size=8, n_ctx=64)
+
+
+@pytest.mark.parametrize("mistake, flag", [
+    (["--input", "{tmp}/nothing*.txt"], "--input"),
+    (["--vocab", "100"], "--vocab"),
+    (["--vocab", "{tmp}"], "--vocab"),  # a directory without encoder.json
+    (["--val_fraction", "1"], "--val_fraction"),
+    (["--val_fraction", "-0.1"], "--val_fraction"),
+    (["--processes", "0"], "--processes"),
+])
+def test_data_cli_checks_every_flag_before_any_work(tmp_path, capsys, mistake, flag):
+    (tmp_path / "a.txt").write_text("some text")
+    args = ["--input", str(tmp_path / "*.txt"), "--output", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as exit:
+        data.main(args + [arg.format(tmp=tmp_path) for arg in mistake])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit.value.code != 0 and len(lines) == 1, lines
+    assert lines[0].startswith("error: ") and flag in lines[0]
+    assert not (tmp_path / "out").exists()  # nothing was done

@@ -1,6 +1,7 @@
 """train.py: Adafactor against the paper's equations in NumPy, and the training loop's promises."""
 import dataclasses
 import json
+import os
 
 import numpy as np
 import pytest
@@ -11,34 +12,38 @@ import train
 from conftest import assert_trained_alike, global_norm
 
 
-def adafactor_reference(params, grads_per_step, lr=None, beta1=0.0, weight_decay=0.0):
+def adafactor_reference(params, grads_per_step, lr=None, beta1=0.0, weight_decay=0.0, factored=True,
+                        beta2=None, clip=1.0, relative_step=True):
     """Shazeer and Stern 2018, Algorithms 4 and 5, step by step in NumPy float64, written from the
-    paper (with row/column means, which give the same estimate as its sums)."""
+    paper (with row/column means, which give the same estimate as its sums). The options are the
+    paper's ablations: a full second moment, a fixed beta2 with Adam's bias correction (its
+    section 7.1 form), no update clipping (clip=inf), and absolute steps (alpha_t = rho_t)."""
     x = [p.astype(np.float64) for p in params]
     state = [{} for _ in params]
     for t, grads in enumerate(grads_per_step, start=1):
         rho = min(1e-2, 1 / np.sqrt(t)) if lr is None else lr(t)
-        beta2 = 1 - t ** -0.8
+        decay = 1 - t ** -0.8 if beta2 is None else beta2 * (1 - beta2 ** (t - 1)) / (1 - beta2 ** t)
         for i, g in enumerate(grads):
             g = g.astype(np.float64)
             s = state[i]
             g2 = g * g + 1e-30
-            if g.ndim >= 2:
-                s["r"] = beta2 * s.get("r", 0) + (1 - beta2) * g2.mean(-1)
-                s["c"] = beta2 * s.get("c", 0) + (1 - beta2) * g2.mean(-2)
+            if g.ndim >= 2 and factored:
+                s["r"] = decay * s.get("r", 0) + (1 - decay) * g2.mean(-1)
+                s["c"] = decay * s.get("c", 0) + (1 - decay) * g2.mean(-2)
                 v = np.einsum("...i,...j->...ij", s["r"], s["c"]) / s["r"].mean(-1)[..., None, None]
             else:
-                v = s["v"] = beta2 * s.get("v", 0) + (1 - beta2) * g2
+                v = s["v"] = decay * s.get("v", 0) + (1 - decay) * g2
             u = g / np.sqrt(v)
-            u = u / max(1.0, np.sqrt(np.mean(u * u)) / 1.0)
+            u = u / max(1.0, np.sqrt(np.mean(u * u)) / clip)
             if beta1 > 0:
                 u = s["m"] = beta1 * s.get("m", 0) + (1 - beta1) * u
-            alpha = max(1e-3, np.sqrt(np.mean(x[i] ** 2))) * rho
+            alpha = max(1e-3, np.sqrt(np.mean(x[i] ** 2))) * rho if relative_step else rho
             x[i] = x[i] - alpha * u - rho * weight_decay * x[i]
     return x
 
 
-@pytest.mark.parametrize("options", [{}, {"lr": 0.05}, {"beta1": 0.9, "weight_decay": 0.1}])
+@pytest.mark.parametrize("options", [{}, {"lr": 0.05}, {"beta1": 0.9, "weight_decay": 0.1},
+                                     {"factored": False, "beta2": 0.999, "clip": np.inf, "relative_step": False}])
 def test_adafactor_matches_the_paper(options):
     rng = np.random.default_rng(0)
     shapes = [(6, 5), (3, 4, 7), (9,), (1,)]  # a matrix, a 3-D tensor, vectors
@@ -47,11 +52,14 @@ def test_adafactor_matches_the_paper(options):
     grads = [[rng.standard_normal(s).astype(np.float32) * 10 ** rng.uniform(-3, 1) for s in shapes] for _ in range(8)]
     variables = [tf.Variable(p) for p in params]
     lr = (lambda t: options["lr"]) if "lr" in options else None
+    ablation = {k: options[k] for k in ("factored", "beta2", "relative_step") if k in options}
     beta1, weight_decay = options.get("beta1", 0.0), options.get("weight_decay", 0.0)
-    opt = train.Adafactor(learning_rate=lr, beta1=beta1, weight_decay=weight_decay)
+    opt = train.Adafactor(learning_rate=lr, beta1=beta1, weight_decay=weight_decay,
+                          clip_threshold=options.get("clip", 1.0), **ablation)
     for step in range(1, len(grads) + 1):  # compare after every step, not only the last
         opt.apply_gradients(zip([tf.constant(g) for g in grads[step - 1]], variables))
-        expected = adafactor_reference(params, grads[:step], lr=lr, beta1=beta1, weight_decay=weight_decay)
+        expected = adafactor_reference(params, grads[:step], lr=lr, beta1=beta1, weight_decay=weight_decay, **ablation,
+                                       clip=options.get("clip", 1.0))
         for ours, theirs in zip(variables, expected):
             # relative to the tensor's largest entry: float32 against float64 math
             assert np.max(np.abs(ours.numpy() - theirs)) / np.max(np.abs(theirs)) < 1e-6
@@ -253,6 +261,28 @@ def test_bad_input_gets_one_line(tmp_path, corpus, capsys):
     assert code != 0 and "too few for one batch" in line
     code, line = run_cli("--batch_size", "6", "--grad_accum", "4", "--out", str(tmp_path / "o4"))
     assert code != 0 and line == "error: --batch_size 6 does not split into --grad_accum 4 equal micro-batches"
+    (tmp_path / "bad.json").write_text('{"n_layer": 3,}')
+    code, line = run_cli("--config", str(tmp_path / "bad.json"))
+    assert code != 0 and line.startswith(f"error: --config {tmp_path / 'bad.json'}: not a JSON object")
+    for flags, message in [(["--batch_size", "0"], "error: --batch_size 0: must be at least 1"),
+                           (["--steps", "-5"], "error: --steps -5: must be at least 1"),
+                           (["--learning_rate", "-1"], "error: --learning_rate -1.0: must be at least 0"),
+                           (["--n_head", "5"], "error: n_embd (256) must be a multiple of n_head (5)"),
+                           (["--dropout", "1"], "error: --dropout 1.0: must be in [0, 1)")]:
+        code, line = run_cli(*flags, "--out", str(tmp_path / "o5"))
+        assert code != 0 and line == message, (flags, line)
+    assert not (tmp_path / "o5").exists()  # refused before any work
+
+
+def test_resume_from_a_checkpoint_of_other_names_fails_loudly(tmp_path):
+    # tests/data/pre_rename: a training checkpoint written before the blocks' attributes were
+    # renamed (model.h[0].c_attn then, model.blocks[0].attn.c_attn now); restoring it must not
+    # leave the model's weights at their random initial values in silence.
+    h = gpt2.HParams(n_vocab=16, n_ctx=4, n_embd=8, n_head=2, n_layer=1)
+    model = gpt2.GPT2(h)
+    prefix = os.path.join(os.path.dirname(__file__), "data", "pre_rename", "checkpoints", "ckpt-1")
+    with pytest.raises(ValueError, match=r"written by another version of this code: it lacks model/h0/"):
+        gpt2.restore(tf.train.Checkpoint(model=model), prefix)
 
 
 def test_nan_loss_stops_with_the_step(tmp_path, corpus):
