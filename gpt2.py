@@ -111,18 +111,18 @@ ALIASES = {"117M": "124M", "345M": "355M"}  # the names of 2019, counted differe
 PRESETS.update({old: PRESETS[new] for old, new in ALIASES.items()})
 
 
-def num_params(h):
+def num_params(hp):
     """Parameters of a GPT-2, counted by hand:
     embeddings: V*C (wte) + n_ctx*C (wpe)
     each block: 2 LayerNorms 4C; attention C*3C + 3C (c_attn) + C*C + C (c_proj);
                 MLP C*4C + 4C (c_fc) + 4C*C + C (c_proj); in all 12C^2 + 13C
     final LayerNorm: 2C. The output layer reuses wte, so it adds nothing.
     """
-    C = h.n_embd
-    return h.n_vocab * C + h.n_ctx * C + h.n_layer * (12 * C * C + 13 * C) + 2 * C
+    C = hp.n_embd
+    return hp.n_vocab * C + hp.n_ctx * C + hp.n_layer * (12 * C * C + 13 * C) + 2 * C
 
 
-def flops_per_token(h):
+def flops_per_token(hp):
     """Training FLOPs per token: 6N + 12 * n_layer * n_ctx * C (PaLM paper, appendix B).
 
     A multiply-add is 2 FLOPs, and the backward pass costs twice the forward, hence 6 per
@@ -130,8 +130,8 @@ def flops_per_token(h):
     also the output matmul. The second term is attention's QK^T and AV, counted over the whole
     context as if unmasked: the convention of MFU figures (nanoGPT, PaLM), so they compare.
     """
-    N = num_params(h) - h.n_ctx * h.n_embd
-    return 6 * N + 12 * h.n_layer * h.n_ctx * h.n_embd
+    N = num_params(hp) - hp.n_ctx * hp.n_embd
+    return 6 * N + 12 * hp.n_layer * hp.n_ctx * hp.n_embd
 
 
 # ---- the pieces of math ------------------------------------------------------------------
@@ -326,15 +326,15 @@ class GPT2(tf.Module):
 
     def embed(self, tokens, pos):
         """tokens (B, T) starting at position pos -> (B, T, C): token + position embeddings."""
-        h, T = self.hparams, tokens.shape[1]
+        hp, T = self.hparams, tokens.shape[1]
         tokens = tf.cast(tokens, tf.int32)  # NumPy hands over int64
-        if T > h.n_ctx:
-            raise ValueError(f"sequence of {T} tokens is longer than n_ctx = {h.n_ctx}")
+        if T > hp.n_ctx:
+            raise ValueError(f"sequence of {T} tokens is longer than n_ctx = {hp.n_ctx}")
         # tf.gather gives zeros for a bad id on GPUs and fails only on CPUs: check, when eager
         # (compiled callers check their input first; XLA would drop the check with a warning).
         if tf.executing_eagerly():
             tf.debugging.assert_non_negative(tokens, message="token ids must be >= 0")
-            tf.debugging.assert_less(tokens, h.n_vocab, message=f"token ids must be < n_vocab = {h.n_vocab}")
+            tf.debugging.assert_less(tokens, hp.n_vocab, message=f"token ids must be < n_vocab = {hp.n_vocab}")
         x = tf.gather(self.wte, tokens) + tf.gather(self.wpe, pos + tf.range(T))  # (B, T, C) + (T, C)
         return tf.cast(x, self.compute_dtype)
 
@@ -350,9 +350,9 @@ class GPT2(tf.Module):
         """Keys and values of every layer: n_layer pairs of zeros (B, nh, S, hs) for S = length
         positions (default n_ctx; a shorter text needs fewer, and every step reads all of them).
         One tensor per layer and kind, so that each step writes its rows in place."""
-        h = self.hparams
-        shape = [batch_size, h.n_head, length or h.n_ctx, h.n_embd // h.n_head]
-        return tuple((tf.zeros(shape, self.compute_dtype), tf.zeros(shape, self.compute_dtype)) for _ in range(h.n_layer))
+        hp = self.hparams
+        shape = [batch_size, hp.n_head, length or hp.n_ctx, hp.n_embd // hp.n_head]
+        return tuple((tf.zeros(shape, self.compute_dtype), tf.zeros(shape, self.compute_dtype)) for _ in range(hp.n_layer))
 
     def forward_with_cache(self, tokens, cache, pos):
         """Logits (B, T, V) for tokens (B, T) at positions pos..pos+T-1, given the keys and
