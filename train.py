@@ -272,9 +272,8 @@ def learning_rate_schedule(config):
     """step -> learning rate: 1) linear warmup to the peak, 2) cosine decay to min_lr_ratio * peak
     at the last step, 3) that floor afterwards. Works on Python numbers and on tensors."""
     # Adafactor's default peak: the paper caps its relative step at 0.01, tuned for large models.
-    # Small models start with small weights (RMS 0.02), so that step is small too; on a 2-layer
-    # model and English text (tests/bench.py quality), 0.03 reached a held-out loss of 4.71
-    # where 0.01 reached 5.17 and AdamW at its best rate (3e-3) 4.92.
+    # Small models start with small weights (RMS 0.02), and a step relative to them is small too:
+    # they learn faster with 0.03 (tests/bench.py quality compares the rates; README, Benchmarks).
     peak = config.learning_rate or (0.03 if config.optimizer == "adafactor" else 1e-3)
     warmup, total, floor = config.warmup_steps, config.steps, config.min_lr_ratio * peak
 
