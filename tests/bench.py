@@ -1,7 +1,8 @@
 """Speed and memory figures, run by hand (not by pytest): python tests/bench.py [part ...]
 
-Parts: tokenizer, bpe, train, sample, quality, memory (default: all). Each figure is printed with the ratio to
-its reference, measured in the same run on the same machine. PyTorch comparisons run when
+Parts: tokenizer, bpe, train, sample, quality, memory (default: all); train:N times N steps per
+call (default 20). Each figure is printed with the ratio to its reference, measured in the same
+run on the same machine. PyTorch comparisons run when
 torch is installed (pip install torch==2.13.0); otherwise they say so.
 """
 import ast
@@ -421,7 +422,12 @@ if __name__ == "__main__":
         print(xla_step_bytes(int(sys.argv[2]), json.loads(sys.argv[3])))
         sys.exit()
     parts = sys.argv[1:] or ["tokenizer", "bpe", "train", "sample", "quality", "memory"]
-    for part in parts:
-        {"tokenizer": bench_tokenizer, "bpe": bench_bpe, "train": bench_train, "sample": bench_sample,
-         "quality": bench_quality, "memory": bench_memory}[part]()
+    for part in parts:  # "train:5": the training part with 5 steps per timed call (default 20)
+        name, _, steps = part.partition(":")
+        run = {"tokenizer": bench_tokenizer, "bpe": bench_bpe, "train": bench_train, "sample": bench_sample,
+               "quality": bench_quality, "memory": bench_memory}[name]
+        if steps:
+            run(int(steps))
+        else:
+            run()
         print()
