@@ -152,8 +152,8 @@ def layer_norm(x, g, b, eps=1e-5):
 
 
 def linear(x, w, b):
-    """x @ w + b over the last axis: (..., nx) -> (..., nf). OpenAI calls it conv1d."""
-    return tf.einsum("...i,io->...o", x, tf.cast(w, x.dtype)) + tf.cast(b, x.dtype)
+    """x @ w + b over the last axis: (B, T, nx) -> (B, T, nf). OpenAI calls it conv1d."""
+    return x @ tf.cast(w, x.dtype) + tf.cast(b, x.dtype)
 
 
 def attention(q, k, v, mask, rate=0.0, seed=None):
