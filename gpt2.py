@@ -66,7 +66,8 @@ def tpu_runtime_variables(generation, libtpu_path):
 def libtpu_path():
     """Where the libtpu package's library is (what libtpu.get_library_path() returns), or ''."""
     spec = importlib.util.find_spec("libtpu")
-    return next(iter(glob.glob(os.path.join(os.path.dirname(spec.origin), "libtpu*.so"))), "") if spec and spec.origin else ""
+    found = glob.glob(os.path.join(os.path.dirname(spec.origin), "libtpu*.so")) if spec and spec.origin else []
+    return found[0] if found else ""
 
 
 # Set before TensorFlow is imported (here, and by train.py and sample.py, which import this module

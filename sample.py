@@ -239,8 +239,9 @@ def check_args(args):
     check_settings("--", **{name: getattr(args, name) for name in RULES})
     if args.prompt_file and not os.path.isfile(args.prompt_file):
         raise ValueError(f"--prompt_file {args.prompt_file}: no such file")
-    if args.tpu and gpt2.tensorflow_build_problem():
-        raise ValueError(gpt2.tensorflow_build_problem())
+    problem = gpt2.tensorflow_build_problem() if args.tpu else ""
+    if problem:
+        raise ValueError(problem)
 
 
 def main(argv=None):
@@ -309,7 +310,9 @@ def sample_prompt(model, encoder, prompt, args):
                          args.top_p, seed, stop_at_eot=args.stop_at_eot)
         for i, row in enumerate(batch[:args.num_samples - done].tolist()):
             print(f"{'=' * 30} SAMPLE {done + i + 1} {'=' * 30}")
-            print(prompt + encoder.decode(row[:row.index(encoder.eot)] if args.stop_at_eot and encoder.eot in row else row))
+            if args.stop_at_eot and encoder.eot in row:
+                row = row[:row.index(encoder.eot)]  # the sample ends at its first <|endoftext|>
+            print(prompt + encoder.decode(row))
 
 
 if __name__ == "__main__":

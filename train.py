@@ -105,8 +105,10 @@ class Adafactor(Optimizer):
         if self.beta2 is None:
             beta2 = 1.0 - tf.pow(t, -self.decay_rate)  # no bias correction needed: beta2_1 = 0
         else:
-            ramp = lambda t: -tf.math.expm1(t * math.log(self.beta2))  # noqa: E731  1 - beta2^t, without float32's cancellation
-            beta2 = self.beta2 * ramp(t - 1) / ramp(t)
+            # (1 - beta2^(t-1)) / (1 - beta2^t) as expm1((t-1) log beta2) / expm1(t log beta2): 1 - 0.999^t
+            # in float32 would lose three digits to cancellation
+            log_beta2 = math.log(self.beta2)
+            beta2 = self.beta2 * tf.math.expm1((t - 1) * log_beta2) / tf.math.expm1(t * log_beta2)
         g2 = tf.square(grad) + self.epsilon1
         if "r" in slots:
             r = slots["r"].assign(beta2 * slots["r"] + (1 - beta2) * tf.reduce_mean(g2, axis=-1))  # (..., n)
@@ -151,8 +153,10 @@ class AdamW(Optimizer):
 
 def optimizer_state_floats(var_shapes, optimizer):
     """How many floats an optimizer keeps for variables of these shapes (its memory cost)."""
-    opt = AdamW() if optimizer == "adam" else Adafactor()
-    return sum(math.prod(shape) for s in var_shapes for shape in opt.slot_shapes(s).values())
+    if optimizer == "adam":
+        return sum(2 * math.prod(s) for s in var_shapes)  # m and v
+    # Adafactor, factored: R (all but the last axis) and C (all but the second last); vectors V
+    return sum(math.prod(s[:-1]) + math.prod(s[:-2] + s[-1:]) if len(s) >= 2 else math.prod(s) for s in var_shapes)
 
 
 # ---- configuration --------------------------------------------------------------------------
@@ -264,8 +268,9 @@ def check_config(hparams, config):
                          "remote TPU Nodes are retired")
     if config.tpu and config.eager:
         raise ValueError("--eager --tpu local: a TPU runs compiled steps only; step through with --eager on a CPU")
-    if config.tpu and gpt2.tensorflow_build_problem():
-        raise ValueError(gpt2.tensorflow_build_problem())
+    problem = gpt2.tensorflow_build_problem() if config.tpu else ""
+    if problem:
+        raise ValueError(problem)
 
 
 def learning_rate_schedule(config):
@@ -589,8 +594,9 @@ def device_memory(strategy):
 def prepare_data(config):
     """A prepared data directory and its facts: --data itself if data.py made it, else OUT/data,
     tokenized once: a rerun of the same command (a resumed run) finds OUT/data ready."""
-    if data.read_facts(config.data):
-        return config.data, data.read_facts(config.data)
+    facts = data.read_facts(config.data)
+    if facts:
+        return config.data, facts
     path, vocab = os.path.join(config.out, "data"), config.vocab or config.init_from or "4096"
     facts = data.read_facts(path)
     if not (facts and facts["source"] == config.data and (not vocab.isdigit() or facts["n_vocab"] == int(vocab))):
