@@ -113,10 +113,15 @@ class Adafactor(Optimizer):
         if "r" in slots:
             r = slots["r"].assign(beta2 * slots["r"] + (1 - beta2) * tf.reduce_mean(g2, axis=-1))  # (..., n)
             c = slots["c"].assign(beta2 * slots["c"] + (1 - beta2) * tf.reduce_mean(g2, axis=-2))  # (..., m)
-            v = r[..., :, None] * c[..., None, :] / tf.reduce_mean(r, axis=-1)[..., None, None]  # (..., n, m)
+            # G / sqrt(V) for V = R C^T / mean(R), as G times a row factor times a column factor:
+            # V itself can underflow to 0 in float32 where a row's gradient is 0 (1e-30 x 1e-10),
+            # and 0 / sqrt(0) is NaN (an embedding row of a token absent from the batch)
+            row = tf.math.rsqrt(r / tf.reduce_mean(r, axis=-1, keepdims=True))  # (..., n)
+            update = grad * row[..., :, None] * tf.math.rsqrt(c)[..., None, :]  # (..., n, m)
         else:
             v = slots["v"].assign(beta2 * slots["v"] + (1 - beta2) * g2)
-        update = grad * tf.math.rsqrt(v)  # about +-1 per entry when the estimate is good
+            update = grad * tf.math.rsqrt(v)
+        # U is about +-1 per entry when the estimate is good
         # Clipping guards the steps where v lags behind a sudden large gradient (section 6):
         # without momentum, this is what keeps Adafactor stable.
         update /= tf.maximum(1.0, rms(update) / self.clip_threshold)

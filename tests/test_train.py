@@ -65,6 +65,26 @@ def test_adafactor_matches_the_paper(options):
             assert np.max(np.abs(ours.numpy() - theirs)) / np.max(np.abs(theirs)) < 1e-6
 
 
+def test_adafactor_zero_gradient_rows_stay_finite():
+    """Rows of an embedding whose tokens are absent from the batch get a gradient of 0. Their
+    second-moment estimate is tiny (R = eps1 = 1e-30 per entry, times C): formed as one product
+    it underflows float32 to 0, and 0 / sqrt(0) is NaN. Such rows must not move, the others must."""
+    var = tf.Variable(np.full((4, 3), 0.02, np.float32))
+    grad = np.zeros((4, 3), np.float32)
+    grad[0] = [1e-4, -2e-4, 3e-4]  # only token 0 was in the batch
+    opt = train.Adafactor()
+    for _ in range(3):
+        opt.apply_gradients([(tf.constant(grad), var)])
+    moved = var.numpy() - 0.02
+    assert np.all(np.isfinite(moved))
+    assert np.all(moved[1:] == 0) and np.all(moved[0] != 0)
+    # the first step is the paper's: U = G / sqrt(G^2 + eps1) (beta2_1 = 0) has entries +-1 in
+    # row 0, RMS(U) = sqrt(3 / 12) = 0.5 needs no clipping, alpha = max(1e-3, 0.02) * 0.01
+    var.assign(np.full((4, 3), 0.02, np.float32))
+    train.Adafactor().apply_gradients([(tf.constant(grad), var)])
+    np.testing.assert_allclose(var.numpy()[0], 0.02 - 2e-4 * np.sign(grad[0]), rtol=1e-5)
+
+
 def test_adafactor_state_is_factored():
     model = gpt2.GPT2(gpt2.PRESETS["tiny"])
     opt = train.Adafactor()
