@@ -66,14 +66,14 @@ def assert_same_curves(one, other):
 def test_one_and_two_replicas_agree(results):
     assert_same_curves(results["metrics_one"], results["metrics_two"])
     # The weights: see conftest.assert_trained_alike for the bound and why.
-    assert_trained_alike(results["weights_init"], results["weights_one"], results["weights_two"], results["n_embd"])
+    assert_trained_alike(results["weights_init"], results["weights_one"], results["weights_two"])
 
 
 def test_micro_batches_on_two_replicas_equal_one_batch(results):
     # --grad_accum 2 on two replicas: each replica's 2 rows run as 2 micro-batches of 1, against
     # the one-replica, one-batch run: the same losses, gradient norms and weights.
     assert_same_curves(results["metrics_one"], results["metrics_accum"])
-    assert_trained_alike(results["weights_init"], results["weights_one"], results["weights_accum"], results["n_embd"])
+    assert_trained_alike(results["weights_init"], results["weights_one"], results["weights_accum"])
 
 
 def test_resume_with_another_replica_count(results):

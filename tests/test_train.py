@@ -257,7 +257,7 @@ def test_four_micro_batches_equal_one_batch():
         trainer.train_loop(iter(tf.data.Dataset.from_tensors(batch).repeat()), tf.constant(3))
         runs.append({gpt2.variable_name(v): v.numpy() for v in trainer.model.variables})
     initial = {gpt2.variable_name(v): v.numpy() for v in gpt2.GPT2(h).variables}
-    assert_trained_alike(initial, runs[0], runs[1], h.n_embd)
+    assert_trained_alike(initial, runs[0], runs[1])
 
 
 def test_bad_input_gets_one_line(tmp_path, corpus, capsys):
