@@ -17,9 +17,10 @@ from conftest import ROOT
 NOTEBOOKS = sorted(glob.glob(os.path.join(ROOT, "notebooks", "*.ipynb")))
 
 
-def test_there_are_five_notebooks():
+def test_there_are_six_notebooks():
     assert [os.path.basename(n) for n in NOTEBOOKS] == [
-        "01_bpe.ipynb", "02_transformer.ipynb", "03_adafactor.ipynb", "04_training.ipynb", "05_sampling.ipynb"]
+        "01_bpe.ipynb", "02_transformer.ipynb", "03_adafactor.ipynb", "04_training.ipynb", "05_sampling.ipynb",
+        "06_will_it_fit.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
@@ -51,6 +52,7 @@ WRONG_ANSWERS = {
     "03_adafactor.ipynb": {1: 2 * 768 * 3072, 2: 0.0625, 3: 0.01, 4: 768 + 3072},
     "04_training.ipynb": {1: 4.0, 2: 12.0, 3: 5},
     "05_sampling.ipynb": {1: 37_748_736, 2: 128, 3: [0.25, 0.0625, 0.0625], 4: 2, 5: 6.931},
+    "06_will_it_fit.ipynb": {1: 0.00025, 2: 2, 3: 6.23, 4: 60, 5: 52_428_800_000},
 }
 
 
