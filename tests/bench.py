@@ -216,8 +216,12 @@ def bench_train(steps=20):
         return
     ms = torch_train_step_ms(torch, h, batch, steps)
     torch_tps = batch_size * h.n_ctx / (ms / 1000)
-    print(f"  PyTorch {torch.__version__} (eager, AdamW)  {torch_tps:8.0f} tokens/s, {ms:.0f} ms/step "
+    torch_mfu = torch_tps * gpt2.flops_per_token(h) / peak
+    print(f"  PyTorch {torch.__version__} (eager, AdamW)  {torch_tps:8.0f} tokens/s, {ms:.0f} ms/step, MFU {100 * torch_mfu:.1f}% "
           f"-> ours is {tokens_per_sec / torch_tps:.2f}x")
+    # MFU cannot pass 100% of the measured peak, so no code can be more than 1 / torch_mfu times
+    # as fast as PyTorch on this machine: the speed-up a machine allows, beside the one measured
+    print(f"  the most any code could be ahead of PyTorch here: {1 / torch_mfu:.2f}x (100% MFU)")
 
 
 MEMORY_GRID = [  # (n_ctx, TrainConfig fields): the 124M shape, Adafactor, float32 unless said
