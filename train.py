@@ -121,9 +121,9 @@ class Adafactor(Optimizer):
         else:
             v = slots["v"].assign(beta2 * slots["v"] + (1 - beta2) * g2)
             update = grad * tf.math.rsqrt(v)
-        # U is about +-1 per entry when the estimate is good
-        # Clipping guards the steps where v lags behind a sudden large gradient (section 6):
-        # without momentum, this is what keeps Adafactor stable.
+        # U is about +-1 per entry when the estimate is good. Clipping guards the steps where the
+        # estimate lags behind a sudden large gradient (section 6): without momentum, this is what
+        # keeps Adafactor stable.
         update /= tf.maximum(1.0, rms(update) / self.clip_threshold)
         if "m" in slots:
             update = slots["m"].assign(self.beta1 * slots["m"] + (1 - self.beta1) * update)

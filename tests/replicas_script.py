@@ -76,7 +76,7 @@ train.train(tiny, config("resumed"), two_replicas(), log=quiet)
 two = train.train(tiny, config("two"), two_replicas(), log=quiet)
 accum = train.train(tiny, config("accum", grad_accum=2), two_replicas(), log=quiet)
 results.update(replicas=[one.strategy.num_replicas_in_sync, two.strategy.num_replicas_in_sync],
-               steps_two=int(two.optimizer.iterations.numpy()), n_embd=tiny.n_embd,
+               steps_two=int(two.optimizer.iterations.numpy()),
                metrics_one=metrics("one"), metrics_two=metrics("two"), metrics_resumed=metrics("resumed"),
                weights_init=weights(gpt2.GPT2(tiny, seed=0)), weights_one=weights(one.model),
                weights_two=weights(two.model), metrics_accum=metrics("accum"), weights_accum=weights(accum.model),
