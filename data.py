@@ -326,12 +326,11 @@ def read_text(path):
 
 # ---- text files -> token shards -------------------------------------------------------------
 # A shard is a flat file of little-endian uint16 token ids, nothing else: np.fromfile shows it,
-# and tf.data reads it as fixed-length records, sequentially, local or from gs://, which is the
-# access pattern TPU hosts are fast at. uint16 holds ids below 65,536 (GPT-2 has 50,257).
+# and tf.data reads it as fixed-length records, local or from gs://. uint16 holds ids below 65,536 (GPT-2 has 50,257).
 # Documents are joined with <|endoftext|> after each. data.json, written last, lists the
 # shards and marks the directory complete.
 
-SHARD_TOKENS = 50_000_000  # 100 MB per shard
+SHARD_TOKENS = 2_000_000  # 4 MB per shard: a piece is read from its shard's start (below), so keep shards small
 _worker_encoder = None  # the Encoder in each worker process, set by _init_worker
 
 
@@ -350,12 +349,12 @@ def split_corpus(files, val_fraction, seed=0):
 
     Held out are whole files, about val_fraction of them and at least one, a seeded sample (the
     same corpus, the same split). One file alone (tiny-shakespeare) is cut instead: its last
-    val_fraction is held out. Worked examples:
+    val_fraction, but at least 10% (0.5% of a play is a few windows), is held out. Worked examples:
     ['a', 'b', 'c'], 0.3 -> {'train': [('a', 0, 1), ('c', 0, 1)], 'val': [('b', 0, 1)]}
-    ['play'], 0.1 -> {'train': [('play', 0, 0.9)], 'val': [('play', 0.9, 1)]}
+    ['play'], 0.005 -> {'train': [('play', 0, 0.9)], 'val': [('play', 0.9, 1)]}
     """
     if len(files) == 1:
-        cut = 1 - val_fraction
+        cut = 1 - max(val_fraction, 0.1)
         return {"train": [(files[0], 0, cut)], "val": [(files[0], cut, 1)] if val_fraction > 0 else []}
     n_val = max(1, round(val_fraction * len(files))) if val_fraction > 0 else 0
     val = set(random.Random(seed).sample(files, n_val))
@@ -403,7 +402,7 @@ def prepare(source, out, vocab=4096, val_fraction=0.005, processes=None, vocab_t
     """Tokenizes a corpus into OUT: encoder files, uint16 shards and data.json. Returns the facts.
 
     vocab: a directory holding encoder.json/vocab.bpe, or a size N to train a vocabulary on
-    (up to vocab_train_bytes of) the training documents.
+    the training documents, whole, until they hold vocab_train_bytes characters.
     """
     splits = split_corpus(corpus_files(source), val_fraction)  # {"train": jobs, "val": jobs}
     # 1. The vocabulary: GPT-2's (or any saved one), or learned here from the training split only,
@@ -425,7 +424,7 @@ def prepare(source, out, vocab=4096, val_fraction=0.005, processes=None, vocab_t
 
     # 2. Tokenize every job in worker processes (BPE is pure Python: one core each), and write
     #    each split's documents, in job order, to its shards.
-    facts = {"source": source, "n_vocab": encoder.n_vocab, "eot": encoder.eot}
+    facts = {"source": source, "vocab": str(vocab), "n_vocab": encoder.n_vocab, "eot": encoder.eot}
     context = multiprocessing.get_context("fork")  # workers inherit the encoder, no pickling
     with context.Pool(processes or os.cpu_count(), initializer=_init_worker, initargs=(encoder,)) as pool:
         for split, jobs in splits.items():
@@ -459,15 +458,18 @@ def dataset(path, split, batch_size, n_ctx, seed=0, shuffle_buffer=1024, piece_w
     files = [os.path.join(path, name) for name in facts[f"{split}_shards"]]
     window_bytes = 2 * (n_ctx + 1)  # n_ctx + 1 tokens of 2 bytes (uint16)
     sizes = [tf.io.gfile.stat(f).length for f in files]
-    if sum(size // window_bytes for size in sizes) < batch_size:
+    # Training needs a batch of distinct windows; a small held-out split may repeat within one
+    needed = batch_size if split == "train" else 1
+    if sum(size // window_bytes for size in sizes) < needed:
         raise ValueError(f"the {split} split of {path} has {facts[f'{split}_tokens']:,} tokens, "
-                         f"too few for one batch of {batch_size} x {n_ctx + 1}")
+                         f"too few for {needed} window(s) of {n_ctx + 1} tokens")
     # Shards are cut into pieces of `piece_windows` windows, and 16 pieces, from anywhere in the
     # corpus, are read at once, a window from each in turn. Text is very local (one file of
     # tables, one long play), so this, not the shuffle buffer, is what mixes the corpus.
-    # A piece is `piece_windows` windows from window `start` on: FixedLengthRecordDataset skips
-    # the `header` bytes before it, and the `footer`, the shard's last partial window, which
-    # it would otherwise refuse (a file must be whole records); take() ends the piece.
+    # A piece is `piece_windows` windows from window `start` on: FixedLengthRecordDataset reads
+    # past the `header` bytes before it (reads them, it does not seek: hence small shards), and
+    # leaves out the `footer`, the shard's last partial window, which it would otherwise refuse
+    # (a file must be whole records); take() ends the piece.
     pieces = [(file, start * window_bytes, size % window_bytes)  # (file, header bytes, footer bytes)
               for file, size in zip(files, sizes) for start in range(0, size // window_bytes, piece_windows)]
     files, headers, footers = zip(*pieces)
@@ -490,7 +492,8 @@ def main(argv=None):
     parser.add_argument("--input", default="stdlib", help="'stdlib' (offline), 'shakespeare' or a glob")
     parser.add_argument("--output", default="out/data", help="directory for shards, vocabulary, data.json")
     parser.add_argument("--vocab", default="4096", help="a size N to train a BPE, or GPT-2's files' directory")
-    parser.add_argument("--val_fraction", type=float, default=0.005, help="share of documents held out")
+    parser.add_argument("--val_fraction", type=float, default=0.005,
+                        help="share of files held out (one file: its end, at least 10%%)")
     parser.add_argument("--processes", type=int, default=None, help="tokenizer processes (default: one per core)")
     args = parser.parse_args(argv)
     try:

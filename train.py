@@ -71,7 +71,8 @@ class Adafactor(Optimizer):
                   rho_t alone with relative_step=False)
         beta2_t = 1 - t^(-decay_rate)               (section 7: 0 at t = 1, then tends to 1; with a
                   fixed beta2, the same with Adam's bias correction: beta2 (1 - beta2^(t-1)) / (1 - beta2^t))
-        if X has rank >= 2 (and factored), over its last two axes (n rows, m columns):   (section 4)
+        if X has rank >= 2 (and factored), over its last two axes, n rows and m columns:
+                                                        (section "Factored Second Moment Estimation")
             R_t = beta2_t R_{t-1} + (1 - beta2_t) mean_cols(G^2 + eps1)     (n numbers)
             C_t = beta2_t C_{t-1} + (1 - beta2_t) mean_rows(G^2 + eps1)     (m numbers)
             V_t = R_t C_t^T / mean(R_t)                        (a rank-1 estimate of E[G^2])
@@ -115,7 +116,7 @@ class Adafactor(Optimizer):
             c = slots["c"].assign(beta2 * slots["c"] + (1 - beta2) * tf.reduce_mean(g2, axis=-2))  # (..., m)
             # G / sqrt(V) for V = R C^T / mean(R), as G times a row factor times a column factor:
             # V itself can underflow to 0 in float32 where a row's gradient is 0 (1e-30 x 1e-10),
-            # and 0 / sqrt(0) is NaN (an embedding row of a token absent from the batch)
+            # and 0 / sqrt(0) is NaN (an untied embedding's row for a token absent from the batch)
             row = tf.math.rsqrt(r / tf.reduce_mean(r, axis=-1, keepdims=True))  # (..., n)
             update = grad * row[..., :, None] * tf.math.rsqrt(c)[..., None, :]  # (..., n, m)
         else:
@@ -604,7 +605,7 @@ def prepare_data(config):
         return config.data, facts
     path, vocab = os.path.join(config.out, "data"), config.vocab or config.init_from or "4096"
     facts = data.read_facts(path)
-    if not (facts and facts["source"] == config.data and (not vocab.isdigit() or facts["n_vocab"] == int(vocab))):
+    if not (facts and facts["source"] == config.data and facts.get("vocab") == vocab):
         print(f"preparing {config.data!r} in {path} (vocabulary: {vocab})")
         facts = data.prepare(config.data, path, vocab)
     return path, facts
@@ -624,6 +625,9 @@ def train(hparams, config, strategy=None, log=print):
     strategy = strategy or make_strategy(config.tpu)
     if config.init_from:
         hparams = dataclasses.replace(gpt2.load_hparams(config.init_from), dropout=hparams.dropout)
+        if hparams.n_vocab != facts["n_vocab"]:
+            raise ValueError(f"--init_from {config.init_from} has a vocabulary of {hparams.n_vocab}, but "
+                             f"{data_dir} was tokenized with {facts['n_vocab']} ids: prepare the data with its vocabulary")
     hparams = dataclasses.replace(hparams, n_vocab=facts["n_vocab"])  # the vocabulary decides V
     trainer = Trainer(hparams, config, strategy)
     model, optimizer = trainer.model, trainer.optimizer
@@ -643,7 +647,9 @@ def train(hparams, config, strategy=None, log=print):
         gpt2.restore(checkpoint, manager.latest_checkpoint)
         log(f"resumed from {manager.latest_checkpoint} at step {int(optimizer.iterations.numpy())}")
     tf.io.gfile.makedirs(config.out)
-    gpt2.save_hparams(hparams, config.out)  # so gpt2.load(OUT) reads the checkpoints of a run in progress
+    gpt2.save_hparams(hparams, config.out)  # with the vocabulary: OUT is a model for sample.py during the run
+    for name in ("encoder.json", "vocab.bpe"):
+        tf.io.gfile.copy(os.path.join(data_dir, name), os.path.join(config.out, name), overwrite=True)
     with tf.io.gfile.GFile(os.path.join(config.out, "config.json"), "w") as f:
         json.dump({**dataclasses.asdict(hparams), **dataclasses.asdict(config)}, f, indent=1)
 
@@ -703,8 +709,6 @@ def train(hparams, config, strategy=None, log=print):
     finally:
         metrics.close()
     gpt2.save(model, config.out)  # OpenAI's layout, for sample.py --model OUT and other tools
-    for name in ("encoder.json", "vocab.bpe"):
-        tf.io.gfile.copy(os.path.join(data_dir, name), os.path.join(config.out, name), overwrite=True)
     return trainer
 
 

@@ -203,6 +203,21 @@ def test_single_document_holds_out_its_tail(tmp_path):
     assert data.read_facts(str(tmp_path / "out")) == facts and data.read_facts(str(tmp_path)) is None
 
 
+def test_single_document_holds_out_a_tenth_and_evaluates_on_it(tmp_path):
+    # The default 0.5% of one file would be a few windows (tiny-shakespeare: about 5 KB), so at
+    # least 10% is held out; and a held-out split smaller than a batch is read round and round
+    (tmp_path / "one.txt").write_text("to be or not to be, that is the question. " * 200)
+    facts = data.prepare(str(tmp_path / "one.txt"), str(tmp_path / "out"), 270, val_fraction=0.005, processes=1)
+    total = facts["train_tokens"] + facts["val_tokens"]
+    assert 0.09 < facts["val_tokens"] / total < 0.11
+    windows = facts["val_tokens"] // 129
+    assert 0 < windows < 8  # fewer windows than the batch below
+    batch = next(iter(data.dataset(str(tmp_path / "out"), "val", batch_size=8, n_ctx=128, reshuffle=False))).numpy()
+    shard = np.fromfile(tmp_path / "out" / facts["val_shards"][0], dtype="<u2").astype(np.int32)
+    held_out = {row.tobytes() for row in shard[:windows * 129].reshape(windows, 129)}
+    assert batch.shape == (8, 129) and {row.tobytes() for row in batch} <= held_out
+
+
 def test_data_cli_empty_corpus_gets_one_line(tmp_path, capsys):
     (tmp_path / "empty.txt").write_text("")
     with pytest.raises(SystemExit) as exit:
@@ -221,7 +236,7 @@ def test_non_utf8_file_is_named(tmp_path, capfd):
 def test_corpus_too_small_for_a_batch(tmp_path, gpt2_vocab_dir):
     (tmp_path / "tiny.txt").write_text("just a few words")
     data.prepare(str(tmp_path / "tiny.txt"), str(tmp_path / "out"), gpt2_vocab_dir, val_fraction=0.0, processes=1)
-    with pytest.raises(ValueError, match="too few for one batch"):
+    with pytest.raises(ValueError, match=r"too few for 8 window\(s\) of 65 tokens"):
         data.dataset(str(tmp_path / "out"), "train", batch_size=8, n_ctx=64)
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import data
 import gpt2
 import train
 from conftest import assert_trained_alike, global_norm
@@ -275,10 +276,14 @@ def test_bad_input_gets_one_line(tmp_path, corpus, capsys):
     assert code != 0 and "unknown config field(s) ['n_layers']" in line
     code, line = run_cli("--data", corpus, "--out", str(tmp_path / "o"), "--init_from", str(tmp_path / "missing"))
     assert code != 0 and line == f"error: --init_from {tmp_path / 'missing'}: no such directory"
+    small = gpt2.HParams(n_vocab=300, n_ctx=16, n_embd=8, n_head=2, n_layer=1)  # another vocabulary than corpus's
+    gpt2.save_hparams(small, str(tmp_path))
+    code, line = run_cli("--data", corpus, "--out", str(tmp_path / "o6"), "--init_from", str(tmp_path))
+    assert code != 0 and line.startswith(f"error: --init_from {tmp_path} has a vocabulary of 300, but {corpus}")
     code, line = run_cli("--data", str(tmp_path / "none*.txt"), "--out", str(tmp_path / "o2"))
     assert code != 0 and "no files match" in line
     code, line = run_cli("--data", corpus, "--out", str(tmp_path / "o3"), "--config", "tiny", "--batch_size", "100000")
-    assert code != 0 and "too few for one batch" in line
+    assert code != 0 and "too few for 100000 window(s)" in line
     code, line = run_cli("--batch_size", "6", "--grad_accum", "4", "--out", str(tmp_path / "o4"))
     assert code != 0 and line == "error: --batch_size 6 does not split into --grad_accum 4 equal micro-batches"
     (tmp_path / "bad.json").write_text('{"n_layer": 3,}')
@@ -310,3 +315,5 @@ def test_nan_loss_stops_with_the_step(tmp_path, corpus):
     with pytest.raises(FloatingPointError, match=r"loss is nan in steps \d+\.\.\d+"):
         train.train(TINY, config, log=lambda *a: None)
     assert not (tmp_path / "model.ckpt.index").exists()
+    # but the vocabulary is in OUT from the start: sample.py --model OUT works on the checkpoints
+    assert data.Encoder.load(str(tmp_path)).n_vocab == TINY.n_vocab
