@@ -205,7 +205,7 @@ def cross_entropy(logits, targets):
 
 class Initializer:
     """Creates float32 variables with OpenAI's names, each drawn from its own stream of one
-    seed (in creation order), so a model is the same on every machine."""
+    seed (in creation order), so a seed gives the same model on CPUs and GPUs (for one TensorFlow version)."""
 
     def __init__(self, seed):
         self.seed, self.count = seed, 0
@@ -255,7 +255,8 @@ class Attention(tf.Module):
         positions, each (B, nh, S, hs); this call's are written in at pos and attended over too."""
         q, k, v = [split_heads(t, self.n_head) for t in tf.split(self.c_attn(x), 3, axis=-1)]  # 3 x (B, nh, T, hs)
         if cache is not None:
-            k, v = cache = write_at(cache[0], k, pos), write_at(cache[1], v, pos)  # (B, nh, S, hs) each
+            cache = write_at(cache[0], k, pos), write_at(cache[1], v, pos)
+            k, v = cache  # (B, nh, S, hs) each: the earlier positions' and this call's
         return self.c_proj(merge_heads(attention(q, k, v, mask, rate, seed))), cache
 
 

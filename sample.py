@@ -21,7 +21,6 @@ import math
 import os
 import random
 import sys
-import weakref
 
 import gpt2  # first: on a TPU VM it sets the TPU runtime's variables, read when TensorFlow is imported
 import numpy as np  # noqa: E402
@@ -77,7 +76,8 @@ def generation_loop(model, B, T, length, temperature, top_k, top_p, stop_at_eot,
     tokens are run through the network again to rebuild the cache (one batched pass of
     n_ctx / 2 tokens every n_ctx / 2 new tokens: about the cost of one extra token per step,
     and the context never drops below half). Without the cache, every step runs the last S
-    tokens through the network: the reference that the cache must match.
+    tokens through the network: the reference that the cache must match (until the window first
+    slides: from then on the two see different contexts).
     """
     n_ctx = model.hparams.n_ctx
     S = min(n_ctx, T + length)  # positions in the cache; the uncached path's input length
@@ -137,9 +137,6 @@ def generation_loop(model, B, T, length, temperature, top_k, top_p, stop_at_eot,
     return run
 
 
-_compiled = weakref.WeakKeyDictionary()  # model -> {settings: compiled function}
-
-
 def generate(model, context, length, temperature=1.0, top_k=0, top_p=1.0, seed=None,
              stop_at_eot=False, use_cache=True, xla=True):
     """Samples `length` new tokens after each row of context (int tokens [B, T]).
@@ -164,7 +161,8 @@ def generate(model, context, length, temperature=1.0, top_k=0, top_p=1.0, seed=N
     # last, so the model knows its id without an encoder.
     eot = model.hparams.n_vocab - 1  # <|endoftext|> is the last id, in GPT-2 and in our vocabularies
     key = (B, T, length, float(temperature), int(top_k), float(top_p), stop_at_eot, use_cache, xla)
-    functions = _compiled.setdefault(model, {})
+    # kept in the model's own __dict__ (not an attribute a checkpoint tracks): freed with the model
+    functions = vars(model).setdefault("_generation_functions", {})
     if key not in functions:
         run = generation_loop(model, B, T, length, temperature, top_k, top_p, stop_at_eot, use_cache, eot)
         # functools.partial: TensorFlow counts traces per code object, and every `run` shares
@@ -207,7 +205,7 @@ def score(model, tokens, batch_size=8):
     weights[:len(tokens) - 1] = 1  # 1 where a real next token exists
 
     @tf.function
-    def batch_loss(x, y, w):  # sum of per-token losses and of weights, (B, n_ctx) each
+    def batch_loss(x, y, w):  # the sum of the losses where w is 1; x, y, w (B, n_ctx) each
         losses = tf.nn.sparse_softmax_cross_entropy_with_logits(y, model(x))
         return tf.reduce_sum(losses * w)
 
@@ -300,7 +298,8 @@ def run(args):
 def sample_prompt(model, encoder, prompt, args):
     """Prints args.num_samples continuations of prompt, args.batch_size at a time."""
     # No prompt: start from <|endoftext|>, as if a new document began (unconditional samples).
-    context, limit = encoder.encode(prompt) if prompt else [encoder.eot], model.hparams.n_ctx - 1
+    context = encoder.encode(prompt) if prompt else [encoder.eot]
+    limit = model.hparams.n_ctx - 1
     if len(context) > limit:
         print(f"warning: the prompt has {len(context)} tokens; keeping its last {limit} (n_ctx - 1)", file=sys.stderr)
         context = context[-limit:]

@@ -1,9 +1,11 @@
 """sample.py: cached generation against uncached generation and the NumPy reference; the
 sampling filters against their definitions; scoring against a direct computation."""
+import gc
 import json
 import os
 import shutil
 import sys
+import weakref
 
 import numpy as np
 import pytest
@@ -61,6 +63,17 @@ def test_beyond_the_context_slides(model):
     assert out.shape == (1, 40)
     # the first n_ctx - 3 tokens are generated before any slide: they equal the uncached ones
     assert np.array_equal(out[:, :13], sample.generate(model, [[5, 6, 7]], 13, temperature=0, use_cache=False))
+
+
+def test_compiled_generation_is_freed_with_its_model():
+    # generate keeps its compiled loops on the model, so a notebook that builds many models
+    # does not keep them all (and their XLA programs) alive
+    small = gpt2.GPT2(gpt2.HParams(n_vocab=64, n_ctx=16, n_embd=16, n_head=2, n_layer=1))
+    sample.generate(small, [[1, 2]], 4, temperature=0)
+    alive = weakref.ref(small)
+    del small
+    gc.collect()
+    assert alive() is None
 
 
 def test_top_k_keeps_the_k_most_likely():
