@@ -650,6 +650,9 @@ def train(hparams, config, strategy=None, log=print):
     gpt2.save_hparams(hparams, config.out)  # with the vocabulary: OUT is a model for sample.py during the run
     for name in ("encoder.json", "vocab.bpe"):
         tf.io.gfile.copy(os.path.join(data_dir, name), os.path.join(config.out, name), overwrite=True)
+    marker = os.path.join(config.out, "checkpoint")  # an earlier run's export, stale from here on: without
+    if tf.io.gfile.exists(marker):  # it gpt2.load(OUT) reads checkpoints/ until this run exports
+        tf.io.gfile.remove(marker)
     with tf.io.gfile.GFile(os.path.join(config.out, "config.json"), "w") as f:
         json.dump({**dataclasses.asdict(hparams), **dataclasses.asdict(config)}, f, indent=1)
 

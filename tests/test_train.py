@@ -172,6 +172,17 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path, corpus, grad_acc
     # a run cut off before its export: gpt2.load falls back to the training checkpoints
     (tmp_path / "b" / "checkpoint").unlink()
     assert np.array_equal(gpt2.load(str(tmp_path / "b")).wte.numpy(), resumed.model.wte.numpy())
+    # a finished run continued for longer and cut off: not its old export, its newest checkpoint
+    gpt2.save(resumed.model, str(tmp_path / "b"))
+
+    def stop_at_step_8(line):
+        if line.startswith("step      8"):
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        train.train(TINY, tiny_config(tmp_path / "b", corpus, steps=10, grad_accum=grad_accum), log=stop_at_step_8)
+    continued = gpt2.load(str(tmp_path / "b"))
+    assert not np.array_equal(continued.wte.numpy(), resumed.model.wte.numpy())
+    assert os.path.basename(tf.train.latest_checkpoint(str(tmp_path / "b" / "checkpoints"))) == "ckpt-8"
 
 
 def test_metrics_jsonl(tmp_path, corpus):
