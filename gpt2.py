@@ -145,7 +145,7 @@ def gelu(x):
 def layer_norm(x, g, b, eps=1e-5):
     """Normalises the last axis to mean 0, variance 1, then scales by g and shifts by b.
     The statistics are computed in float32 even when x is bfloat16: a sum over C values of
-    bfloat16 (8 bits of mantissa) would lose most of its precision."""
+    bfloat16 (7 stored mantissa bits: 2 to 3 digits) would lose most of its precision."""
     x32 = tf.cast(x, tf.float32)
     mean, variance = tf.nn.moments(x32, axes=[-1], keepdims=True)
     x32 = (x32 - mean) * tf.math.rsqrt(variance + eps)

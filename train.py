@@ -381,7 +381,7 @@ class Trainer:
                              f"--grad_accum {config.grad_accum} equal micro-batches")
         self.per_replica = config.batch_size // replicas
         self.micro_batch = self.per_replica // config.grad_accum  # rows in one forward and backward pass
-        # bfloat16 has float32's range (8 exponent bits) with 8 bits of mantissa: no loss
+        # bfloat16 has float32's range (8 exponent bits) with 7 mantissa bits: no loss
         # scaling needed, unlike float16. Weights and optimizer state stay float32.
         dtype = tf.bfloat16 if config.precision == "bfloat16" else tf.float32
         with strategy.scope():  # variables made here are mirrored on every replica
