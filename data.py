@@ -330,7 +330,7 @@ def read_text(path):
 # Documents are joined with <|endoftext|> after each. data.json, written last, lists the
 # shards and marks the directory complete.
 
-SHARD_TOKENS = 2_000_000  # 4 MB per shard: a piece is read from its shard's start (below), so keep shards small
+SHARD_TOKENS = 50_000_000  # 100 MB per shard
 _worker_encoder = None  # the Encoder in each worker process, set by _init_worker
 
 
@@ -467,7 +467,7 @@ def dataset(path, split, batch_size, n_ctx, seed=0, shuffle_buffer=1024, piece_w
     # corpus, are read at once, a window from each in turn. Text is very local (one file of
     # tables, one long play), so this, not the shuffle buffer, is what mixes the corpus.
     # A piece is `piece_windows` windows from window `start` on: FixedLengthRecordDataset reads
-    # past the `header` bytes before it (reads them, it does not seek: hence small shards), and
+    # past the `header` bytes before it (it reads them, it does not seek: a cost on gs://), and
     # leaves out the `footer`, the shard's last partial window, which it would otherwise refuse
     # (a file must be whole records); take() ends the piece.
     pieces = [(file, start * window_bytes, size % window_bytes)  # (file, header bytes, footer bytes)
