@@ -15,7 +15,6 @@ Left out: beam search, repetition penalties, and streaming tokens out while they
 """
 import argparse
 import functools
-import glob
 import json
 import math
 import os
@@ -235,7 +234,7 @@ def find_model(name):
 def check_args(args):
     """Every flag a user can get wrong, checked before any work: a ValueError, one line."""
     check_settings("--", **{name: getattr(args, name) for name in RULES})
-    if args.prompt_file and not os.path.isfile(args.prompt_file):
+    if args.prompt_file and not tf.io.gfile.exists(args.prompt_file):
         raise ValueError(f"--prompt_file {args.prompt_file}: no such file")
     problem = gpt2.tensorflow_build_problem() if args.tpu else ""
     if problem:
@@ -276,10 +275,10 @@ def run(args):
         model = gpt2.load(path)
     encoder = data.Encoder.load(path)
     if args.score:
-        files = sorted(glob.glob(args.score)) or [args.score]
+        files = sorted(tf.io.gfile.glob(args.score)) or [args.score]  # local or gs://
         tokens = []
         for file in files:
-            if not os.path.exists(file):
+            if not tf.io.gfile.exists(file):
                 raise ValueError(f"--score {file}: no such file")
             tokens += [encoder.eot] + encoder.encode(data.read_text(file))
         if all(t == encoder.eot for t in tokens):

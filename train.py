@@ -206,6 +206,13 @@ class TrainConfig:
     eager: bool = flag(False, "run step by step without tf.function/XLA, to use a debugger (slow)")
 
 
+def yes_or_no(text):
+    """A boolean flag's value: true/yes/1 or false/no/0; anything else is argparse's one-line error."""
+    if text.lower() not in ("1", "true", "yes", "0", "false", "no"):
+        raise argparse.ArgumentTypeError(f"{text!r}: use true or false")
+    return text.lower() in ("1", "true", "yes")
+
+
 MODEL_HELP = {"n_vocab": "vocabulary size (set from the data)", "n_ctx": "context length", "n_embd": "width of "
               "the residual stream", "n_head": "attention heads", "n_layer": "transformer blocks", "dropout": "dropout rate"}
 
@@ -224,7 +231,7 @@ def parse_config(argv=None):
         parser.add_argument(f"--{field.name}", type=field.type, help=f"model: {MODEL_HELP[field.name]}")
     for field in dataclasses.fields(TrainConfig):
         is_bool = field.type is bool  # --dry_run alone means true; --dry_run false also works
-        parser.add_argument(f"--{field.name}", type=(lambda s: s.lower() in ("1", "true", "yes")) if is_bool else field.type,
+        parser.add_argument(f"--{field.name}", type=yes_or_no if is_bool else field.type,
                             nargs="?" if is_bool else None, const=True if is_bool else None,
                             help=f"{field.metadata['help']} (default: {field.default!r})")
     args = vars(parser.parse_args(argv))

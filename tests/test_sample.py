@@ -196,6 +196,12 @@ def test_cli_samples_and_scores(model_dir, tmp_path, capsys):
     assert code == 0 and set(result) == {"tokens", "loss", "perplexity"} and result["tokens"] > 20
     code, out, err = run_cli(capsys, "--model", model_dir, "--prompt", "the cat " * 40, "--length", "2")
     assert code == 0 and err.startswith("warning: the prompt has")
+    # files through tf.io.gfile, as gs:// needs: TensorFlow's in-memory file system stands in for it
+    with tf.io.gfile.GFile("ram://score/text.txt", "w") as f:
+        f.write("the cat sat on the mat. " * 10)
+    code, out, _ = run_cli(capsys, "--model", model_dir, "--score", "ram://score/*.txt", "--prompt_file",
+                           "ram://score/text.txt")
+    assert code == 0 and json.loads(out.strip().splitlines()[-1]) == result
 
 
 def test_cli_bad_input(model_dir, tmp_path, capsys):

@@ -282,6 +282,8 @@ def test_bad_input_gets_one_line(tmp_path, corpus, capsys):
 
     code, line = run_cli("--nonsense", "1")
     assert code != 0 and "unrecognized arguments" in line
+    code, line = run_cli("--recompute", "ture")  # a misspelt boolean is an error, not a silent False
+    assert code != 0 and line.endswith("error: argument --recompute: 'ture': use true or false")
     (tmp_path / "c.json").write_text(json.dumps({"n_layers": 3}))
     code, line = run_cli("--config", str(tmp_path / "c.json"))
     assert code != 0 and "unknown config field(s) ['n_layers']" in line
