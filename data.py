@@ -326,7 +326,8 @@ def read_text(path):
 
 # ---- text files -> token shards -------------------------------------------------------------
 # A shard is a flat file of little-endian uint16 token ids, nothing else: np.fromfile shows it,
-# and tf.data reads it as fixed-length records, local or from gs://. uint16 holds ids below 65,536 (GPT-2 has 50,257).
+# and tf.data reads it as fixed-length records, local or from gs://. uint16 holds ids below
+# 65,536 (GPT-2 has 50,257).
 # Documents are joined with <|endoftext|> after each. data.json, written last, lists the
 # shards and marks the directory complete.
 
