@@ -8,7 +8,7 @@ Two halves:
    way GPT-2's was learned (OpenAI never released that code), and `save` writes OpenAI's files.
 2. The pipeline: `prepare` tokenizes text files into flat uint16 shards (`python data.py`),
    and `dataset` reads them back as a `tf.data.Dataset` of int32 windows [B, n_ctx + 1]
-   (B: batch size, n_ctx: the model's context length). `read_facts` reads what `prepare` wrote
+   (B: batch size, n_ctx: the model's context length). `read_meta` reads what `prepare` wrote
    about them (data.json).
 
 Left out: special tokens other than <|endoftext|>, byte-pair dropout, and normalisation of any
@@ -290,26 +290,19 @@ def corpus_files(source):
 
 
 def download(url, path):
-    """Fetches url to path once; a later call finds the file, and a file cut off half-way (in
-    path.part) resumes where it stopped, with an HTTP Range request. One line if offline."""
+    """Fetches url to path once (a later call finds the file there); one line if offline."""
     if os.path.exists(path):
         return path
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    partial = path + ".part"  # renamed to path only when complete
-    start = os.path.getsize(partial) if os.path.exists(partial) else 0  # bytes already here
-    request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"})
     try:
-        # 206: the server sends the rest, appended to what is here; 200: it ignored the range
-        # and sends the whole file, so start over
-        with urllib.request.urlopen(request, timeout=60) as response, \
-                open(partial, "ab" if response.status == 206 else "wb") as f:
-            total = f.tell() + int(response.headers.get("Content-Length", 0))  # bytes
+        with urllib.request.urlopen(url, timeout=60) as response, open(path + ".part", "wb") as f:
+            total = int(response.headers.get("Content-Length", 0))  # bytes
             while chunk := response.read(1 << 20):
                 f.write(chunk)
                 progress(f"downloading {os.path.basename(path)}: {f.tell() / 1e6:.0f}/{total / 1e6:.0f} MB")
     except OSError as e:
         raise ValueError(f"could not download {url} (offline?): {e}") from None
-    os.replace(partial, path)
+    os.replace(path + ".part", path)  # only a complete file gets its name
     return path
 
 
@@ -335,8 +328,8 @@ SHARD_TOKENS = 50_000_000  # 100 MB per shard
 _worker_encoder = None  # the Encoder in each worker process, set by _init_worker
 
 
-def read_facts(path):
-    """The facts that prepare() wrote about a directory (its data.json), or None if it has none."""
+def read_meta(path):
+    """What prepare() wrote about a directory (its data.json), or None if it has none."""
     file = os.path.join(path, "data.json")
     if not tf.io.gfile.exists(file):
         return None
@@ -354,11 +347,12 @@ def split_corpus(files, val_fraction, seed=0):
     ['a', 'b', 'c'], 0.3 -> {'train': [('a', 0, 1), ('c', 0, 1)], 'val': [('b', 0, 1)]}
     ['play'], 0.005 -> {'train': [('play', 0, 0.9)], 'val': [('play', 0.9, 1)]}
     """
+    if val_fraction == 0:
+        return {"train": [(f, 0, 1) for f in files], "val": []}
     if len(files) == 1:
         cut = 1 - max(val_fraction, 0.1)
-        return {"train": [(files[0], 0, cut)], "val": [(files[0], cut, 1)] if val_fraction > 0 else []}
-    n_val = max(1, round(val_fraction * len(files))) if val_fraction > 0 else 0
-    val = set(random.Random(seed).sample(files, n_val))
+        return {"train": [(files[0], 0, cut)], "val": [(files[0], cut, 1)]}
+    val = set(random.Random(seed).sample(files, max(1, round(val_fraction * len(files)))))
     return {"train": [(f, 0, 1) for f in files if f not in val], "val": [(f, 0, 1) for f in files if f in val]}
 
 
@@ -381,7 +375,7 @@ def _encode_job(job):
 
 def write_shards(out, split, documents, n_documents):
     """Writes n_documents token arrays to OUT/{split}_000000.bin, _000001.bin, ... and returns
-    their facts for data.json: {split}_tokens, {split}_documents, {split}_shards.
+    what data.json says of them: {split}_tokens, {split}_documents, {split}_shards.
 
     A shard's documents are kept in memory until it holds SHARD_TOKENS (or the last document),
     then written in one piece, so a shard on gs:// is one upload.
@@ -400,11 +394,16 @@ def write_shards(out, split, documents, n_documents):
 
 
 def prepare(source, out, vocab=4096, val_fraction=0.005, processes=None, vocab_train_bytes=20_000_000):
-    """Tokenizes a corpus into OUT: encoder files, uint16 shards and data.json. Returns the facts.
+    """Tokenizes a corpus into OUT: encoder files, uint16 shards and data.json. Returns data.json's
+    contents. Every argument is checked before the work (a ValueError, one line).
 
     vocab: a directory holding encoder.json/vocab.bpe, or a size N to train a vocabulary on
     the training documents, whole, until they hold vocab_train_bytes characters.
     """
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"--val_fraction {val_fraction}: must be in [0, 1)")
+    if processes is not None and processes < 1:
+        raise ValueError(f"--processes {processes}: must be at least 1")
     splits = split_corpus(corpus_files(source), val_fraction)  # {"train": jobs, "val": jobs}
     # 1. The vocabulary: GPT-2's (or any saved one), or learned here from the training split only,
     #    so that the held-out split stays unseen. A sample of 20 MB is plenty for BPE.
@@ -418,24 +417,24 @@ def prepare(source, out, vocab=4096, val_fraction=0.005, processes=None, vocab_t
         encoder = Encoder.load(vocab)
     if encoder.n_vocab > 65536:
         raise ValueError(f"uint16 shards hold ids below 65,536; this vocabulary has {encoder.n_vocab}")
-    facts_file = os.path.join(out, "data.json")
-    if tf.io.gfile.exists(facts_file):
-        tf.io.gfile.remove(facts_file)  # the directory is incomplete until the end
+    meta_file = os.path.join(out, "data.json")
+    if tf.io.gfile.exists(meta_file):
+        tf.io.gfile.remove(meta_file)  # the directory is incomplete until the end
     encoder.save(out)
 
     # 2. Tokenize every job in worker processes (BPE is pure Python: one core each), and write
     #    each split's documents, in job order, to its shards.
-    facts = {"source": source, "vocab": str(vocab), "n_vocab": encoder.n_vocab, "eot": encoder.eot}
+    meta = {"source": source, "vocab": str(vocab), "n_vocab": encoder.n_vocab, "eot": encoder.eot}
     context = multiprocessing.get_context("fork")  # workers inherit the encoder, no pickling
     with context.Pool(processes or os.cpu_count(), initializer=_init_worker, initargs=(encoder,)) as pool:
         for split, jobs in splits.items():
-            facts.update(write_shards(out, split, pool.imap(_encode_job, jobs, chunksize=4), len(jobs)))
-    if facts["train_tokens"] <= 1:
-        raise ValueError(f"{source!r} holds no text")
+            meta.update(write_shards(out, split, pool.imap(_encode_job, jobs, chunksize=4), len(jobs)))
+    if meta["train_tokens"] <= meta["train_documents"]:  # nothing but each document's <|endoftext|>
+        raise ValueError(f"{source!r} holds no text in its training files")
     # 3. data.json last: its presence says every shard above is complete.
-    with tf.io.gfile.GFile(facts_file, "w") as f:
-        json.dump(facts, f, indent=1)
-    return facts
+    with tf.io.gfile.GFile(meta_file, "w") as f:
+        json.dump(meta, f, indent=1)
+    return meta
 
 
 # ---- token shards -> tf.data -----------------------------------------------------------------
@@ -453,16 +452,16 @@ def dataset(path, split, batch_size, n_ctx, seed=0, shuffle_buffer=1024, piece_w
     reshuffle=False (evaluation): one order, the same for every epoch and every new iterator, so
     each evaluation, with a fresh iterator, scores the same held-out batches.
     """
-    facts = read_facts(path)
-    if facts is None:
+    meta = read_meta(path)
+    if meta is None:
         raise ValueError(f"{path} has no data.json: prepare it first (python data.py --output {path})")
-    files = [os.path.join(path, name) for name in facts[f"{split}_shards"]]
+    files = [os.path.join(path, name) for name in meta[f"{split}_shards"]]
     window_bytes = 2 * (n_ctx + 1)  # n_ctx + 1 tokens of 2 bytes (uint16)
     sizes = [tf.io.gfile.stat(f).length for f in files]
     # Training needs a batch of distinct windows; a small held-out split may repeat within one
     needed = batch_size if split == "train" else 1
     if sum(size // window_bytes for size in sizes) < needed:
-        raise ValueError(f"the {split} split of {path} has {facts[f'{split}_tokens']:,} tokens, "
+        raise ValueError(f"the {split} split of {path} has {meta[f'{split}_tokens']:,} tokens, "
                          f"too few for {needed} window(s) of {n_ctx + 1} tokens")
     # Shards are cut into pieces of `piece_windows` windows, and 16 pieces, from anywhere in the
     # corpus, are read at once, a window from each in turn. Text is very local (one file of
@@ -488,7 +487,7 @@ def dataset(path, split, batch_size, n_ctx, seed=0, shuffle_buffer=1024, piece_w
 
 def main(argv=None):
     """python data.py: prepare a corpus for train.py (which also calls prepare() itself when
-    --data is not a prepared directory). Prints data.json's facts when done."""
+    --data is not a prepared directory). Prints data.json's contents when done."""
     parser = argparse.ArgumentParser(description="Tokenize text files into uint16 token shards for training.")
     parser.add_argument("--input", default="stdlib", help="'stdlib' (offline), 'shakespeare' or a glob")
     parser.add_argument("--output", default="out/data", help="directory for shards, vocabulary, data.json")
@@ -497,24 +496,11 @@ def main(argv=None):
                         help="share of files held out (one file: its end, at least 10%%)")
     parser.add_argument("--processes", type=int, default=None, help="tokenizer processes (default: one per core)")
     args = parser.parse_args(argv)
-    try:
-        # Every flag is checked here, before any work: a mistake costs one line, not a traceback
-        # after minutes of tokenizing.
-        if args.input not in ("stdlib", "shakespeare") and not tf.io.gfile.glob(args.input):
-            raise ValueError(f"no files match --input {args.input!r}")
-        if args.vocab.isdigit() and int(args.vocab) < 257:
-            raise ValueError(f"--vocab {args.vocab}: a vocabulary needs at least 257 ids (256 bytes + {EOT})")
-        if not args.vocab.isdigit() and not tf.io.gfile.exists(os.path.join(args.vocab, "encoder.json")):
-            raise ValueError(f"--vocab {args.vocab}: no encoder.json there, and not a size (such as 4096)")
-        if not 0 <= args.val_fraction < 1:
-            raise ValueError(f"--val_fraction {args.val_fraction}: must be in [0, 1)")
-        if args.processes is not None and args.processes < 1:
-            raise ValueError(f"--processes {args.processes}: must be at least 1")
-        facts = prepare(args.input, args.output, args.vocab, args.val_fraction, args.processes)
-    except ValueError as e:  # the user's mistake (or the corpus's): one line, no traceback
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
-    print(json.dumps(facts))
+    try:  # prepare checks every argument before its work: a mistake costs one line, not a traceback
+        meta = prepare(args.input, args.output, args.vocab, args.val_fraction, args.processes)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    print(json.dumps(meta))
 
 
 if __name__ == "__main__":

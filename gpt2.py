@@ -18,66 +18,13 @@ Left out: sparse attention, and any Keras layer: every weight and every
 matrix product is written out here.
 """
 import dataclasses
-import glob
-import importlib.metadata
-import importlib.util
 import json
 import math
 import os
 import re
 
-# ---- before TensorFlow starts: a TPU VM's runtime (skip to HParams for the model) -----------------
-# Google's PCI vendor id 0x1ae0 and its TPU chips' device ids, as JAX and PyTorch/XLA read them
-# (jax/_src/hardware_utils.py): a TPU shows up in /sys without any library or network.
-TPU_PCI_IDS = {"0x0027": "v3", "0x005e": "v4", "0x0062": "v5p", "0x0063": "v5e", "0x006f": "v6e"}  # 0x0027: v2 too
-
-
-def tpu_type(pci_root="/sys/bus/pci/devices", environ=os.environ):
-    """This machine's TPU generation ('v5e', 'v3', ...), or '' if it has none, found without
-    importing TensorFlow: from the PCI devices, else from TPU_ACCELERATOR_TYPE ('v5litepod-8')."""
-    named = environ.get("TPU_ACCELERATOR_TYPE", "").lower().split("-")[0]  # 'v5litepod-8' -> 'v5litepod'
-    for device in sorted(glob.glob(os.path.join(pci_root, "*"))):
-        try:
-            with open(os.path.join(device, "vendor")) as f, open(os.path.join(device, "device")) as g:
-                vendor, chip = f.read().strip(), g.read().strip()
-        except OSError:
-            continue
-        if vendor == "0x1ae0" and chip in TPU_PCI_IDS:
-            return "v2" if chip == "0x0027" and named.startswith("v2") else TPU_PCI_IDS[chip]
-    return {"v5litepod": "v5e"}.get(named, named)
-
-
-def tpu_runtime_variables(generation, libtpu_path):
-    """The environment TensorFlow needs, before it is imported, to reach a TPU of this generation.
-
-    From TPU v5e on, TensorFlow reaches TPUs through the PJRT runtime, in a library (libtpu)
-    that it loads as a "pluggable device" while it is imported; the values are those of the
-    newest public example of TensorFlow on such a TPU (keras-io, keras_rs/distributed_embedding_tf.py,
-    with the MLIR bridge it turns on). v2, v3 and v4 work with the runtime built into
-    TensorFlow's TPU build, without them.
-    """
-    if not libtpu_path or generation not in ("v5e", "v5p", "v6e"):
-        return {}
-    return {"PJRT_DEVICE": "TPU", "NEXT_PLUGGABLE_DEVICE_USE_C_API": "true", "TF_PLUGGABLE_DEVICE_LIBRARY_PATH": libtpu_path,
-            "TF_XLA_FLAGS": "--tf_mlir_enable_mlir_bridge=true --tf_mlir_enable_convert_control_to_data_outputs_pass=true "
-                            "--tf_mlir_enable_merge_control_flow_pass=true"}
-
-
-def libtpu_path():
-    """Where the libtpu package's library is (what libtpu.get_library_path() returns), or ''."""
-    spec = importlib.util.find_spec("libtpu")
-    found = glob.glob(os.path.join(os.path.dirname(spec.origin), "libtpu*.so")) if spec and spec.origin else []
-    return found[0] if found else ""
-
-
-# Set before TensorFlow is imported (here, and by train.py and sample.py, which import this module
-# first): a user of a v5e TPU VM should not need to know these variables. Elsewhere: nothing.
-for key, value in tpu_runtime_variables(tpu_type(), libtpu_path()).items():
-    os.environ.setdefault(key, value)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter quiet
 import tensorflow as tf  # noqa: E402
-
-import data  # noqa: E402  (its downloader)
 
 
 @dataclasses.dataclass
@@ -322,8 +269,11 @@ class GPT2(tf.Module):
         fold = lambda i: None if seed is None else tf.random.experimental.stateless_fold_in(seed, i)  # noqa: E731
         x = dropout(self.embed(tokens, 0), self.hparams.dropout, fold(n_layer), 0)  # each block its own seed
         for i, block in enumerate(self.blocks):
-            run = lambda x, block=block, i=i: block(x, mask, fold(i))[0]  # noqa: E731
-            x = tf.recompute_grad(run)(x) if self.recompute and training else run(x)
+            # Subtle: block=block, i=i bind this iteration's block. tf.recompute_grad calls the
+            # function again in the backward pass, after the loop has ended, when a plain closure
+            # would see the last block only.
+            apply_block = lambda x, block=block, i=i: block(x, mask, fold(i))[0]  # noqa: E731
+            x = tf.recompute_grad(apply_block)(x) if self.recompute and training else apply_block(x)
         return self.unembed(x)
 
     def embed(self, tokens, pos):
@@ -354,7 +304,8 @@ class GPT2(tf.Module):
         One tensor per layer and kind, so that each step writes its rows in place."""
         hp = self.hparams
         shape = [batch_size, hp.n_head, length or hp.n_ctx, hp.n_embd // hp.n_head]
-        return tuple((tf.zeros(shape, self.compute_dtype), tf.zeros(shape, self.compute_dtype)) for _ in range(hp.n_layer))
+        zeros = tf.zeros(shape, self.compute_dtype)
+        return tuple((zeros, zeros) for _ in range(hp.n_layer))  # (keys, values) of each layer
 
     def forward_with_cache(self, tokens, cache, pos):
         """Logits (B, T, V) for tokens (B, T) at positions pos..pos+T-1, given the keys and
@@ -374,17 +325,8 @@ class GPT2(tf.Module):
 
 # ---- OpenAI's checkpoint layout: hparams.json + model.ckpt.* ---------------------------------
 
-OPENAI_FILES = ["encoder.json", "vocab.bpe", "hparams.json", "model.ckpt.index", "model.ckpt.meta",
-                "model.ckpt.data-00000-of-00001", "checkpoint"]  # `checkpoint` last: it marks them complete
-OPENAI_URL = "https://openaipublic.blob.core.windows.net/gpt-2/models"
-
-
 def variable_name(v):
     return v.name.split(":")[0]  # 'model/h0/attn/c_attn/w:0' -> 'model/h0/attn/c_attn/w'
-
-
-def is_conv_weight(name):
-    return name.endswith("/w")  # stored [1, nx, nf] by OpenAI's conv1d
 
 
 def save(model, path):
@@ -393,18 +335,22 @@ def save(model, path):
     The `checkpoint` file that names model.ckpt is removed first and written last, so an export
     cut off half-way is never mistaken for a complete one."""
     tf.io.gfile.makedirs(path)
-    marker = os.path.join(path, "checkpoint")
-    if tf.io.gfile.exists(marker):
-        tf.io.gfile.remove(marker)
-    names, tensors = [], []
-    for v in model.variables:
-        names.append(variable_name(v))
-        tensors.append(v[None] if is_conv_weight(names[-1]) else v)  # [nx, nf] -> [1, nx, nf]
+    remove_export_marker(path)
+    names = [variable_name(v) for v in model.variables]
+    # OpenAI stores the weights w of its conv1d as [1, nx, nf]: ours, [nx, nf], get a leading axis
+    tensors = [v[None] if name.endswith("/w") else v for name, v in zip(names, model.variables)]
     save_hparams(model.hparams, path)
     tf.raw_ops.SaveV2(prefix=os.path.join(path, "model.ckpt"), tensor_names=names,
                       shape_and_slices=[""] * len(names), tensors=tensors)
-    with tf.io.gfile.GFile(marker, "w") as f:
+    with tf.io.gfile.GFile(os.path.join(path, "checkpoint"), "w") as f:
         f.write('model_checkpoint_path: "model.ckpt"\nall_model_checkpoint_paths: "model.ckpt"\n')
+
+
+def remove_export_marker(path):
+    """Removes path/checkpoint, the file that names model.ckpt: without it the export is not
+    complete, and load(path) reads train.py's checkpoints/ instead."""
+    if tf.io.gfile.exists(os.path.join(path, "checkpoint")):
+        tf.io.gfile.remove(os.path.join(path, "checkpoint"))
 
 
 def save_hparams(hparams, path):
@@ -433,13 +379,13 @@ def load(path, compute_dtype=tf.float32):
     A checkpoint that lacks any of the model's weights is an error, never a half-random model."""
     model = GPT2(load_hparams(path), compute_dtype=compute_dtype)
     exported = tf.train.latest_checkpoint(path)  # from the `checkpoint` file: OpenAI's or save()'s
-    if exported is not None:
+    latest = tf.train.latest_checkpoint(os.path.join(path, "checkpoints"))  # train.py's, while it trains
+    if exported:
         restore_openai(model, exported)
-        return model
-    latest = tf.train.latest_checkpoint(os.path.join(path, "checkpoints"))
-    if latest is None:
+    elif latest:
+        restore(tf.train.Checkpoint(model=model), latest)
+    else:
         raise ValueError(f"no checkpoint in {path} (neither model.ckpt.* nor checkpoints/ckpt-*)")
-    restore(tf.train.Checkpoint(model=model), latest)
     return model
 
 
@@ -467,60 +413,13 @@ def restore_openai(model, prefix):
     # tensor by its name, without the graph that wrote it. OpenAI's .meta file is not needed.
     try:
         reader = tf.train.load_checkpoint(prefix)
-        shapes = reader.get_variable_to_shape_map()  # name -> shape, e.g. 'model/wte' -> [50257, 768]
         for v in model.variables:
             name = variable_name(v)
-            if name not in shapes:
-                raise ValueError(f"{prefix}: no variable {name}")
-            value = reader.get_tensor(name)
-            if is_conv_weight(name) and value.ndim == 3 and value.shape[0] == 1:
-                value = value[0]  # [1, nx, nf] -> [nx, nf]
-            if tuple(value.shape) != tuple(v.shape):
+            value = reader.get_tensor(name)  # a NotFoundError if the file lacks it
+            value = value[0] if name.endswith("/w") and value.ndim == 3 else value  # conv1d's [1, nx, nf] -> [nx, nf]
+            if value.shape != tuple(v.shape):
                 raise ValueError(f"{prefix}: {name} has shape {list(value.shape)}, but hparams.json "
                                  f"implies {v.shape.as_list()}")
             v.assign(value)
-    except (IndexError, tf.errors.OpError) as e:  # e.g. a file cut off: "Read less bytes than requested"
+    except (IndexError, tf.errors.OpError) as e:  # a name missing, a file cut off ("Read less bytes than requested")
         raise ValueError(f"{prefix}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:150]})") from None
-
-
-def download(name, path):
-    """Fetches OpenAI's released files for a size ('124M', '355M', '774M', '1558M') into path,
-    resuming any file cut off half-way (the 1558M weights are 6 GB)."""
-    name = ALIASES.get(name, name)
-    if name not in RELEASED:
-        raise ValueError(f"unknown model {name!r}; OpenAI released {', '.join(RELEASED)}")
-    for file in OPENAI_FILES:
-        data.download(f"{OPENAI_URL}/{name}/{file}", os.path.join(path, file))
-    return path
-
-
-# ---- devices: a TPU VM's TPU -------------------------------------------------------------------
-
-def tensorflow_build_problem(installed=None):
-    """One line on why this TensorFlow cannot drive a TPU, or '' if its build looks right.
-    installed: the names of the TensorFlow distributions installed (default: read from pip's records)."""
-    if installed is None:
-        installed = {(d.metadata["Name"] or "").lower() for d in importlib.metadata.distributions()}
-    installed = set(installed) & {"tensorflow", "tensorflow-cpu", "tensorflow-tpu"}
-    if "tensorflow-tpu" not in installed:
-        return "--tpu: TensorFlow's TPU build (tensorflow-tpu) is not installed: pip install -r requirements-tpu.txt"
-    if len(installed) > 1:
-        return (f"--tpu: {' and '.join(sorted(installed))} are all installed: the CPU build (from requirements.txt?) "
-                "overwrote the TPU build. pip uninstall -y tensorflow tensorflow-cpu tensorflow-tpu, "
-                "then pip install -r requirements-tpu.txt")
-    return ""
-
-
-def connect_tpu():
-    """Starts this TPU VM's TPU system (once per process) and returns its cluster resolver.
-    A failure becomes one line, with the likely causes."""
-    try:
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu="local")
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
-    except (ValueError, RuntimeError, tf.errors.OpError) as e:
-        devices = ", ".join(sorted({d.device_type for d in tf.config.list_logical_devices()}))
-        raise ValueError(f"--tpu: TensorFlow found no TPU (it sees: {devices}; {type(e).__name__}). "
-                         f"Is this a TPU runtime, freshly started, with nothing else using the TPU? "
-                         f"{tensorflow_build_problem()}".strip()) from None
-    return resolver

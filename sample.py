@@ -21,11 +21,11 @@ import os
 import random
 import sys
 
-import gpt2  # first: on a TPU VM it sets the TPU runtime's variables, read when TensorFlow is imported
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
 
-import data  # noqa: E402
+import data
+import gpt2
 
 
 # ---- filtering the next-token distribution ------------------------------------------------------
@@ -97,10 +97,11 @@ def generation_loop(model, B, T, length, temperature, top_k, top_p, stop_at_eot,
     def room(i, tokens, cache, pos, done):  # ... and the cache has room for the next token
         return more(i, tokens, cache, pos, done) & (pos < S)
 
-    def run(context, seed):
+    def generate_tokens(context, seed):
         # Loop state: i new tokens so far, the text buffer, the cache and its fill level pos,
-        # and which rows have ended (stop_at_eot).
-        tokens = tf.concat([context, tf.zeros([B, length], tf.int32)], axis=1)  # (B, T + length)
+        # and which rows have ended (stop_at_eot). The buffer starts as <|endoftext|> after the
+        # context, so a loop that stops early (every row ended) leaves the rest <|endoftext|>.
+        tokens = tf.concat([context, tf.fill([B, length], eot)], axis=1)  # (B, T + length)
         cache, pos = tf.zeros([]), tf.constant(0)
         if use_cache:  # the prompt but its last token, at most n_ctx - 1 of them, in one pass
             cache, prompt = model.empty_cache(B, S), min(T, n_ctx) - 1
@@ -125,24 +126,23 @@ def generation_loop(model, B, T, length, temperature, top_k, top_p, stop_at_eot,
         if use_cache and T + length > n_ctx:  # (decided when tracing: a text that fits never slides)
             def slide(i, tokens, cache, pos, done):  # rebuild from the last `keep` tokens, go on
                 n = T + i  # tokens so far; the next step feeds token n - 1 at position keep
-                _, cache = model.forward_with_cache(tf.slice(tokens, [0, n - 1 - keep], [B, keep]), model.empty_cache(B, S), 0)
+                kept = tf.slice(tokens, [0, n - 1 - keep], [B, keep])  # (B, keep)
+                _, cache = model.forward_with_cache(kept, model.empty_cache(B, S), 0)
                 return tf.while_loop(room, step, (i, tokens, cache, tf.constant(keep), done))
             state = tf.while_loop(more, slide, state)
-        out = state[1][:, T:]  # (B, length)
-        if stop_at_eot:  # rows (or the whole loop) that stopped early: fill with <|endoftext|>
-            written = tf.cumsum(tf.cast(tf.equal(out, eot), tf.int32), axis=1) > 0
-            out = tf.where(written, eot, out)
-        return out
-    return run
+        return state[1][:, T:]  # (B, length)
+    return generate_tokens
 
 
 def generate(model, context, length, temperature=1.0, top_k=0, top_p=1.0, seed=None,
-             stop_at_eot=False, use_cache=True, xla=True):
+             stop_at_eot=False, use_cache=True, xla=True, eot=None):
     """Samples `length` new tokens after each row of context (int tokens [B, T]).
 
     Returns an int32 array [B, length] of the new tokens only. The same seed gives the same
     tokens. With stop_at_eot a row ends at <|endoftext|> (the rest of it is <|endoftext|>), and
-    the loop ends early when every row has. A context longer than n_ctx is cut from the left.
+    the loop ends early when every row has. eot: the id of <|endoftext|> (default n_vocab - 1,
+    where GPT-2 and data.Encoder.train put it; pass encoder.eot for another vocabulary).
+    A context longer than n_ctx is cut from the left.
     The loop is traced and compiled once per (model, B, T, length, settings); a retrace happens
     only when one of those changes (temperature is part of the settings: greedy differs).
 
@@ -156,25 +156,24 @@ def generate(model, context, length, temperature=1.0, top_k=0, top_p=1.0, seed=N
     if context.min() < 0 or context.max() >= model.hparams.n_vocab:
         raise ValueError(f"context has token ids outside [0, {model.hparams.n_vocab})")
     B, T = context.shape
-    # Subtle: the vocabularies here (GPT-2's and those data.Encoder.train makes) put <|endoftext|>
-    # last, so the model knows its id without an encoder.
-    eot = model.hparams.n_vocab - 1  # <|endoftext|> is the last id, in GPT-2 and in our vocabularies
-    key = (B, T, length, float(temperature), int(top_k), float(top_p), stop_at_eot, use_cache, xla)
+    eot = model.hparams.n_vocab - 1 if eot is None else eot
+    key = (B, T, length, float(temperature), int(top_k), float(top_p), stop_at_eot, use_cache, xla, eot)
     # kept in the model's own __dict__ (not an attribute a checkpoint tracks): freed with the model
     functions = vars(model).setdefault("_generation_functions", {})
     if key not in functions:
-        run = generation_loop(model, B, T, length, temperature, top_k, top_p, stop_at_eot, use_cache, eot)
-        # functools.partial: TensorFlow counts traces per code object, and every `run` shares
+        loop = generation_loop(model, B, T, length, temperature, top_k, top_p, stop_at_eot, use_cache, eot)
+        # functools.partial: TensorFlow counts traces per code object, and every loop shares
         # one; wrapped, each setting counts on its own and no "retracing" warning is printed.
-        functions[key] = tf.function(functools.partial(run), jit_compile=xla)
+        functions[key] = tf.function(functools.partial(loop), jit_compile=xla)
     seed = random.randrange(2 ** 31) if seed is None else seed
     with tf.device(model.wte.device):  # beside the weights: one device, the first replica, a TPU core
         return functions[key](tf.constant(context), tf.constant([seed, 0], tf.int32)).numpy()
 
 
+at_least_one = (lambda v: v >= 1, "must be at least 1")
 RULES = {"temperature": (lambda v: v >= 0, "must be >= 0"), "top_k": (lambda v: v >= 0, "must be >= 0"),
-         "top_p": (lambda v: 0 < v <= 1, "must be in (0, 1]"), "length": (lambda v: v >= 1, "must be at least 1"),
-         "num_samples": (lambda v: v >= 1, "must be at least 1"), "batch_size": (lambda v: v >= 1, "must be at least 1")}
+         "top_p": (lambda v: 0 < v <= 1, "must be in (0, 1]"), "length": at_least_one, "num_samples": at_least_one,
+         "batch_size": at_least_one}
 
 
 def check_settings(prefix="", **settings):
@@ -198,10 +197,10 @@ def score(model, tokens, batch_size=8):
         raise ValueError("need at least 2 tokens to score")
     n_windows = math.ceil((len(tokens) - 1) / n_ctx)  # each window makes n_ctx predictions
     n_batches = math.ceil(n_windows / batch_size)
-    padded = np.zeros(n_batches * batch_size * n_ctx + 1, np.int32)
-    padded[:len(tokens)] = tokens
-    weights = np.zeros(len(padded) - 1, np.float32)
-    weights[:len(tokens) - 1] = 1  # 1 where a real next token exists
+    padded = np.pad(tokens, (0, n_batches * batch_size * n_ctx + 1 - len(tokens)))  # zeros after the text
+    weights = (np.arange(len(padded) - 1) < len(tokens) - 1).astype(np.float32)  # 1 where a real next token exists
+    shape = [n_batches, batch_size, n_ctx]  # inputs x, targets y (x shifted by one) and weights w
+    x, y, w = padded[:-1].reshape(shape), padded[1:].reshape(shape), weights.reshape(shape)
 
     @tf.function
     def batch_loss(x, y, w):  # the sum of the losses where w is 1; x, y, w (B, n_ctx) each
@@ -210,11 +209,8 @@ def score(model, tokens, batch_size=8):
 
     total = 0.0
     for b in range(n_batches):
-        rows = slice(b * batch_size * n_ctx, (b + 1) * batch_size * n_ctx)
-        x = padded[rows].reshape(batch_size, n_ctx)
-        y = padded[rows.start + 1:rows.stop + 1].reshape(batch_size, n_ctx)
         with tf.device(model.wte.device):  # beside the weights, as in generate
-            total += float(batch_loss(x, y, weights[rows].reshape(batch_size, n_ctx)))
+            total += float(batch_loss(x[b], y[b], w[b]))
         data.progress(f"scoring: {b + 1}/{n_batches} batches", done=b + 1 == n_batches)
     count = int(weights.sum())
     return {"tokens": count, "loss": total / count, "perplexity": math.exp(total / count)}
@@ -222,23 +218,22 @@ def score(model, tokens, batch_size=8):
 
 # ---- command line ----------------------------------------------------------------------------------
 
+# OpenAI's release: the files of each size, `checkpoint` last (it marks the others complete)
+OPENAI_URL = "https://openaipublic.blob.core.windows.net/gpt-2/models"
+OPENAI_FILES = ["encoder.json", "vocab.bpe", "hparams.json", "model.ckpt.index", "model.ckpt.meta",
+                "model.ckpt.data-00000-of-00001", "checkpoint"]
+
+
 def find_model(name):
-    """A model directory, or a released size name ('124M' ...) downloaded into models/NAME."""
+    """A model directory, or a released size name ('124M' ...), downloaded once into models/NAME."""
     if tf.io.gfile.isdir(name):
         return name
-    if name in gpt2.RELEASED or name in gpt2.ALIASES:
-        return gpt2.download(name, os.path.join("models", name))
-    raise ValueError(f"--model {name}: no such directory, and not a released size ({', '.join(gpt2.RELEASED)})")
-
-
-def check_args(args):
-    """Every flag a user can get wrong, checked before any work: a ValueError, one line."""
-    check_settings("--", **{name: getattr(args, name) for name in RULES})
-    if args.prompt_file and not tf.io.gfile.exists(args.prompt_file):
-        raise ValueError(f"--prompt_file {args.prompt_file}: no such file")
-    problem = gpt2.tensorflow_build_problem() if args.tpu else ""
-    if problem:
-        raise ValueError(problem)
+    if name not in gpt2.RELEASED and name not in gpt2.ALIASES:
+        raise ValueError(f"--model {name}: no such directory, and not a released size ({', '.join(gpt2.RELEASED)})")
+    path = os.path.join("models", gpt2.ALIASES.get(name, name))
+    for file in OPENAI_FILES:
+        data.download(f"{OPENAI_URL}/{gpt2.ALIASES.get(name, name)}/{file}", os.path.join(path, file))
+    return path
 
 
 def main(argv=None):
@@ -247,55 +242,41 @@ def main(argv=None):
                                                       "or a released size (124M, 355M, 774M, 1558M) to download")
     parser.add_argument("--prompt", default="", help="text to continue (default: unconditional, from <|endoftext|>)")
     parser.add_argument("--prompt_file", default="", help="read the prompt from this file")
-    parser.add_argument("--interactive", action="store_true", help="ask for prompts at a '>>> ' prompt until EOF")
     parser.add_argument("--length", type=int, default=200, help="new tokens per sample")
     parser.add_argument("--temperature", type=float, default=1.0, help="divide logits by this; 0 is greedy")
     parser.add_argument("--top_k", type=int, default=40, help="sample from the k most likely tokens (0: all)")
-    parser.add_argument("--top_p", type=float, default=1.0, help="nucleus sampling: the fewest tokens with probability >= p")
+    parser.add_argument("--top_p", type=float, default=1.0, help="nucleus sampling: the fewest tokens with mass >= p")
     parser.add_argument("--num_samples", type=int, default=1, help="samples per prompt")
     parser.add_argument("--batch_size", type=int, default=1, help="samples generated at once")
     parser.add_argument("--seed", type=int, default=None, help="seed for repeatable samples")
     parser.add_argument("--stop_at_eot", action="store_true", help="end a sample at <|endoftext|>")
-    parser.add_argument("--tpu", action="store_true", help="run on this TPU VM's first TPU core")
-    parser.add_argument("--score", default="", help="print the loss and perplexity of these text files (a glob) instead")
+    parser.add_argument("--score", default="", help="instead, print the loss and perplexity of these files (a glob)")
     args = parser.parse_args(argv)
-    try:
-        check_args(args)
-        run(args)
+    try:  # every flag checked before any work: a mistake is one line
+        check_settings("--", **{name: getattr(args, name) for name in RULES})
+        if args.prompt_file and not tf.io.gfile.exists(args.prompt_file):
+            raise ValueError(f"--prompt_file {args.prompt_file}: no such file")
+        sample_or_score(args)
     except (ValueError, OSError) as e:
         sys.exit(f"error: {e}")
 
 
-def run(args):
+def sample_or_score(args):
     """Loads the model and its vocabulary, then scores or samples as the flags say."""
     path = find_model(args.model)
-    if args.tpu:  # one core is enough to sample: the model on it, without a strategy
-        gpt2.connect_tpu()
-    with tf.device("/TPU:0" if args.tpu else None):
-        model = gpt2.load(path)
-    encoder = data.Encoder.load(path)
+    model, encoder = gpt2.load(path), data.Encoder.load(path)
     if args.score:
-        files = sorted(tf.io.gfile.glob(args.score)) or [args.score]  # local or gs://
+        files = sorted(tf.io.gfile.glob(args.score))  # local or gs://
+        if not files:
+            raise ValueError(f"--score {args.score}: no such file")
         tokens = []
         for file in files:
-            if not tf.io.gfile.exists(file):
-                raise ValueError(f"--score {file}: no such file")
             tokens += [encoder.eot] + encoder.encode(data.read_text(file))
         if all(t == encoder.eot for t in tokens):
             raise ValueError(f"--score {args.score}: no text to score")
         print(json.dumps(score(model, tokens)))
         return
-    if args.prompt_file:
-        args.prompt = data.read_text(args.prompt_file)
-    try:
-        for prompt in iter(lambda: input(">>> "), None) if args.interactive else [args.prompt]:
-            sample_prompt(model, encoder, prompt, args)
-    except EOFError:
-        print()
-
-
-def sample_prompt(model, encoder, prompt, args):
-    """Prints args.num_samples continuations of prompt, args.batch_size at a time."""
+    prompt = data.read_text(args.prompt_file) if args.prompt_file else args.prompt
     # No prompt: start from <|endoftext|>, as if a new document began (unconditional samples).
     context = encoder.encode(prompt) if prompt else [encoder.eot]
     limit = model.hparams.n_ctx - 1
@@ -305,7 +286,7 @@ def sample_prompt(model, encoder, prompt, args):
     for done in range(0, args.num_samples, args.batch_size):
         seed = None if args.seed is None else args.seed + done  # a new seed per batch, repeatably
         batch = generate(model, [context] * args.batch_size, args.length, args.temperature, args.top_k,
-                         args.top_p, seed, stop_at_eot=args.stop_at_eot)
+                         args.top_p, seed, stop_at_eot=args.stop_at_eot, eot=encoder.eot)
         for i, row in enumerate(batch[:args.num_samples - done].tolist()):
             print(f"{'=' * 30} SAMPLE {done + i + 1} {'=' * 30}")
             if args.stop_at_eot and encoder.eot in row:

@@ -12,23 +12,78 @@ Training GPT-2: Adafactor written from the paper, and one loop for CPU, GPU and 
 Run `python train.py` with no arguments for the offline quick start: it trains a BPE on the
 Python standard library's source, trains the 'mini' GPT-2 on it, and samples from it.
 
+The file, top to bottom: a TPU VM's runtime variables (set before TensorFlow starts), the
+optimizers, the configuration, the devices, the compiled steps, the run, and after a ruler the
+diagnostics (MFU's peak, the memory plan of --dry_run).
+
 Shape letters as in gpt2.py: B batch, T time, C channels, V vocabulary.
 Left out: multi-host TPU pods (one host, up to 8 chips: Colab's and Kaggle's TPUs) and mixed
 precision loss scaling (bfloat16 does not need it).
 """
 import argparse
 import dataclasses
+import glob
+import importlib.metadata
+import importlib.util
 import json
 import math
 import os
 import sys
 import time
 
-import gpt2  # first: on a TPU VM it sets the TPU runtime's variables, read when TensorFlow is imported
-import tensorflow as tf  # noqa: E402
+# ---- before TensorFlow starts: a TPU VM's runtime (skip to the optimizers) ---------------------
+# Google's PCI vendor id 0x1ae0 and its TPU chips' device ids, as JAX and PyTorch/XLA read them
+# (jax/_src/hardware_utils.py): a TPU shows up in /sys without any library or network.
+TPU_PCI_IDS = {"0x0027": "v3", "0x005e": "v4", "0x0062": "v5p", "0x0063": "v5e", "0x006f": "v6e"}  # 0x0027: v2 too
+
+
+def tpu_type(pci_root="/sys/bus/pci/devices", environ=os.environ):
+    """This machine's TPU generation ('v5e', 'v3', ...), or '' if it has none, found without
+    importing TensorFlow: from the PCI devices, else from TPU_ACCELERATOR_TYPE ('v5litepod-8')."""
+    named = environ.get("TPU_ACCELERATOR_TYPE", "").lower().split("-")[0]  # 'v5litepod-8' -> 'v5litepod'
+    for device in sorted(glob.glob(os.path.join(pci_root, "*"))):
+        try:
+            with open(os.path.join(device, "vendor")) as f, open(os.path.join(device, "device")) as g:
+                vendor, chip = f.read().strip(), g.read().strip()
+        except OSError:
+            continue
+        if vendor == "0x1ae0" and chip in TPU_PCI_IDS:
+            return "v2" if chip == "0x0027" and named.startswith("v2") else TPU_PCI_IDS[chip]
+    return {"v5litepod": "v5e"}.get(named, named)
+
+
+def tpu_runtime_variables(generation, libtpu_path):
+    """The environment TensorFlow needs, before it is imported, to reach a TPU of this generation.
+
+    From TPU v5e on, TensorFlow reaches TPUs through the PJRT runtime, in a library (libtpu)
+    that it loads as a "pluggable device" while it is imported; the values are those of the
+    newest public example of TensorFlow on such a TPU (keras-io, keras_rs/distributed_embedding_tf.py,
+    with the MLIR bridge it turns on). v2, v3 and v4 work with the runtime built into
+    TensorFlow's TPU build, without them.
+    """
+    if not libtpu_path or generation not in ("v5e", "v5p", "v6e"):
+        return {}
+    bridge = ["enable_mlir_bridge", "enable_convert_control_to_data_outputs_pass", "enable_merge_control_flow_pass"]
+    return dict(PJRT_DEVICE="TPU", NEXT_PLUGGABLE_DEVICE_USE_C_API="true", TF_PLUGGABLE_DEVICE_LIBRARY_PATH=libtpu_path,
+                TF_XLA_FLAGS=" ".join(f"--tf_mlir_{b}=true" for b in bridge))
+
+
+def libtpu_path():
+    """Where the libtpu package's library is (what libtpu.get_library_path() returns), or ''."""
+    spec = importlib.util.find_spec("libtpu")
+    found = glob.glob(os.path.join(os.path.dirname(spec.origin), "libtpu*.so")) if spec and spec.origin else []
+    return found[0] if found else ""
+
+
+# Set before TensorFlow is imported (by data and gpt2, below): a user of a v5e TPU VM should not need to
+# know these variables. On any other machine: nothing.
+for key, value in tpu_runtime_variables(tpu_type(), libtpu_path()).items():
+    os.environ.setdefault(key, value)
 
 import data  # noqa: E402
+import gpt2  # noqa: E402
 import sample  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 
 # ---- the optimizers -----------------------------------------------------------------------------
@@ -45,7 +100,9 @@ class Optimizer(tf.Module):
         self.slots, self.index = [], {}  # a dict of state variables per model variable; var.ref() -> position
 
     def build(self, var_list):
-        """Creates the state. Called under the strategy's scope (by Trainer): it is mirrored like the weights."""
+        """Creates the state, once, before the first step (not inside a compiled step, whose first
+        trace would create variables). Trainer calls it under the strategy's scope: the state is
+        mirrored like the weights."""
         for var in var_list:
             name = var.name.split(":")[0]
             self.index[var.ref()] = len(self.slots)
@@ -53,9 +110,6 @@ class Optimizer(tf.Module):
                                for k, shape in self.slot_shapes(var.shape.as_list()).items()})
 
     def apply_gradients(self, grads_and_vars):
-        grads_and_vars = list(grads_and_vars)
-        if not self.slots:
-            self.build([v for _, v in grads_and_vars])
         t = tf.cast(self.iterations.assign_add(1), tf.float32)  # t = 1 at the first step
         lr = self.learning_rate(t) if callable(self.learning_rate) else self.learning_rate
         for grad, var in grads_and_vars:
@@ -141,7 +195,7 @@ class AdamW(Optimizer):
     """Adam with decoupled weight decay (Loshchilov and Hutter 2019), for comparison: its state
     is two full copies of the weights (m and v), against Adafactor's row and column means."""
 
-    def __init__(self, learning_rate=6e-4, beta1=0.9, beta2=0.95, epsilon=1e-8, weight_decay=0.0):
+    def __init__(self, learning_rate, beta1=0.9, beta2=0.95, epsilon=1e-8, weight_decay=0.0):
         super().__init__("adam", learning_rate)
         self.beta1, self.beta2, self.epsilon, self.weight_decay = beta1, beta2, epsilon, weight_decay
 
@@ -159,10 +213,7 @@ class AdamW(Optimizer):
 
 def optimizer_state_floats(var_shapes, optimizer):
     """How many floats an optimizer keeps for variables of these shapes (its memory cost)."""
-    if optimizer == "adam":
-        return sum(2 * math.prod(s) for s in var_shapes)  # m and v
-    # Adafactor, factored: R (all but the last axis) and C (all but the second last); vectors V
-    return sum(math.prod(s[:-1]) + math.prod(s[:-2] + s[-1:]) if len(s) >= 2 else math.prod(s) for s in var_shapes)
+    return sum(math.prod(slot) for shape in var_shapes for slot in optimizer.slot_shapes(list(shape)).values())
 
 
 # ---- configuration --------------------------------------------------------------------------
@@ -181,8 +232,7 @@ class TrainConfig:
     out: str = flag("out", "output directory: checkpoints, logs, metrics.jsonl, the exported model (local or gs://)")
     steps: int = flag(600, "optimizer steps in all (a resumed run continues up to this)")
     batch_size: int = flag(16, "global batch in sequences, split evenly across the replicas")
-    learning_rate: float = flag(0.0, "peak learning rate; 0 means the optimizer's default: "
-                                     "0.03 for Adafactor (relative to each weight's RMS), 1e-3 for Adam")
+    learning_rate: float = flag(0.0, "peak learning rate (0: Adafactor 0.03, relative to the weights' RMS; Adam 1e-3)")
     warmup_steps: int = flag(60, "steps of linear warmup before the cosine decay")
     min_lr_ratio: float = flag(0.1, "the cosine decays to this fraction of the peak learning rate")
     optimizer: str = flag("adafactor", "adafactor or adam (AdamW)")
@@ -200,21 +250,14 @@ class TrainConfig:
                                   "them: less memory for about a third more compute")
     seed: int = flag(0, "seed for initialisation, data order and dropout")
     init_from: str = flag("", "start from this model directory (OpenAI's release or train.py's --out) to fine-tune")
-    tpu: str = flag("", "'local' to train on this TPU VM's cores (Colab, Kaggle); '' for none")
+    tpu: bool = flag(False, "train on this TPU VM's TPU (Colab, Kaggle, a TPU Research Cloud VM)")
     sample_length: int = flag(200, "tokens to sample at the end (0: none)")
-    dry_run: bool = flag(False, "print parameters, FLOPs and memory for this config and batch, then exit")
-    eager: bool = flag(False, "run step by step without tf.function/XLA, to use a debugger (slow)")
+    dry_run: bool = flag(False, "print parameters, FLOPs and one replica's memory plan for this run, then exit")
+    replicas: int = flag(0, "with --dry_run: plan for N replicas (0: this machine's GPUs, or with --tpu its TPU chips)")
 
 
-def yes_or_no(text):
-    """A boolean flag's value: true/yes/1 or false/no/0; anything else is argparse's one-line error."""
-    if text.lower() not in ("1", "true", "yes", "0", "false", "no"):
-        raise argparse.ArgumentTypeError(f"{text!r}: use true or false")
-    return text.lower() in ("1", "true", "yes")
-
-
-MODEL_HELP = {"n_vocab": "vocabulary size (set from the data)", "n_ctx": "context length", "n_embd": "width of "
-              "the residual stream", "n_head": "attention heads", "n_layer": "transformer blocks", "dropout": "dropout rate"}
+MODEL_HELP = {"n_vocab": "vocabulary size (set from the data)", "n_ctx": "context length", "dropout": "dropout rate",
+              "n_embd": "width of the residual stream", "n_head": "attention heads", "n_layer": "transformer blocks"}
 
 
 def parse_config(argv=None):
@@ -226,13 +269,12 @@ def parse_config(argv=None):
     """
     parser = argparse.ArgumentParser(description="Train GPT-2 (offline quick start: no arguments).")
     parser.add_argument("--config", default="mini",
-                        help=f"a model preset ({', '.join(gpt2.PRESETS)}) or a JSON file of HParams and TrainConfig fields")
+                        help=f"a model preset ({', '.join(gpt2.PRESETS)}), or a JSON file of fields (flags below)")
     for field in dataclasses.fields(gpt2.HParams):
         parser.add_argument(f"--{field.name}", type=field.type, help=f"model: {MODEL_HELP[field.name]}")
-    for field in dataclasses.fields(TrainConfig):
-        is_bool = field.type is bool  # --dry_run alone means true; --dry_run false also works
-        parser.add_argument(f"--{field.name}", type=yes_or_no if is_bool else field.type,
-                            nargs="?" if is_bool else None, const=True if is_bool else None,
+    for field in dataclasses.fields(TrainConfig):  # a bool is a switch: --recompute, or --no-recompute
+        action = argparse.BooleanOptionalAction if field.type is bool else "store"
+        parser.add_argument(f"--{field.name}", type=None if field.type is bool else field.type, action=action,
                             help=f"{field.metadata['help']} (default: {field.default!r})")
     args = vars(parser.parse_args(argv))
     name, values = args.pop("config"), {}
@@ -261,7 +303,8 @@ def check_config(hparams, config):
     values = {**dataclasses.asdict(hparams), **dataclasses.asdict(config)}
     at_least_one = ["n_vocab", "n_ctx", "n_embd", "n_head", "n_layer", "steps", "batch_size", "eval_interval",
                     "eval_steps", "save_interval", "log_interval", "steps_per_loop", "grad_accum"]
-    for name in at_least_one + ["learning_rate", "warmup_steps", "weight_decay", "grad_clip", "sample_length"]:
+    at_least_zero = ["learning_rate", "warmup_steps", "weight_decay", "grad_clip", "sample_length", "replicas"]
+    for name in at_least_one + at_least_zero:
         if values[name] < (1 if name in at_least_one else 0):
             raise ValueError(f"--{name} {values[name]}: must be at least {1 if name in at_least_one else 0}")
     if not 0 <= hparams.dropout < 1:
@@ -271,19 +314,19 @@ def check_config(hparams, config):
     for name, choices in [("optimizer", ("adafactor", "adam")), ("precision", ("float32", "bfloat16"))]:
         if values[name] not in choices:
             raise ValueError(f"--{name} {values[name]}: use {' or '.join(choices)}")
-    if config.batch_size % config.grad_accum:
-        raise ValueError(f"--batch_size {config.batch_size} does not split into --grad_accum {config.grad_accum} "
-                         "equal micro-batches")
+    rows_per_replica(config, config.replicas or 1)
     if config.init_from and not tf.io.gfile.isdir(config.init_from):
         raise ValueError(f"--init_from {config.init_from}: no such directory")
-    if config.tpu and config.tpu != "local":
-        raise ValueError(f"--tpu {config.tpu}: only 'local' (a TPU VM: Colab, Kaggle) is supported; "
-                         "remote TPU Nodes are retired")
-    if config.tpu and config.eager:
-        raise ValueError("--eager --tpu local: a TPU runs compiled steps only; step through with --eager on a CPU")
-    problem = gpt2.tensorflow_build_problem() if config.tpu else ""
-    if problem:
-        raise ValueError(problem)
+    if config.tpu:
+        check_tpu_build()
+
+
+def rows_per_replica(config, replicas):
+    """Each replica's share of the global batch, which must split into replicas x grad_accum equal micro-batches."""
+    if config.batch_size % (replicas * config.grad_accum):
+        raise ValueError(f"--batch_size {config.batch_size} does not split into {replicas} replica(s) x "
+                         f"--grad_accum {config.grad_accum} equal micro-batches")
+    return config.batch_size // replicas
 
 
 def learning_rate_schedule(config):
@@ -315,48 +358,39 @@ def make_strategy(tpu):
     code below is the same for all three; only this choice differs.
     """
     if tpu:
-        return tf.distribute.TPUStrategy(gpt2.connect_tpu())
+        return tf.distribute.TPUStrategy(connect_tpu())
     if len(tf.config.list_logical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
 
 
-def measure_peak_flops(device, dtype=tf.float32, n=2048, seconds=1.0):
-    """The FLOP/s of one device on large matrix products: the ceiling MFU is measured against.
-    (On CPUs no spec sheet says what TensorFlow can reach; on GPUs and TPUs this is a bit below
-    the advertised peak, so the MFU shown is a bit above the spec-sheet MFU.)"""
-    with tf.device(device):  # where a replica runs, not wherever eager ops default to
-        a = tf.cast(tf.random.normal([n, n]), dtype)  # 2048^3 multiply-adds: big enough to saturate
-
-        @tf.function(jit_compile=True)
-        def products(x):
-            for _ in range(8):
-                x = tf.matmul(x, a) * 0.01  # scaled to stay finite
-            return x
-        products(a).numpy()  # compile (and warm up) before the clock starts
-        runs, start = 0, time.time()
-        while time.time() - start < seconds:
-            products(a).numpy()
-            runs += 1
-    return runs * 8 * 2 * n ** 3 / (time.time() - start)  # 8 products of 2 n^3 FLOPs per run
+def connect_tpu():
+    """Starts this TPU VM's TPU system (once per process) and returns its cluster resolver.
+    A failure becomes one line, with the likely causes."""
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu="local")
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, RuntimeError, tf.errors.OpError) as e:
+        devices = ", ".join(sorted({d.device_type for d in tf.config.list_logical_devices()}))
+        raise ValueError(f"--tpu: TensorFlow found no TPU (it sees: {devices}; {type(e).__name__}). "
+                         "Is this a TPU runtime, freshly started, with nothing else using the TPU?") from None
+    return resolver
 
 
-# Published bfloat16 peaks per replica: a v2 or v3 replica is one core (half a chip); from v4
-# on, one chip. Sources: cloud.google.com/tpu/docs/v2, /v3, /v4, /v5e, /v6e (system architecture).
-TPU_PEAK_FLOPS = {"v2": 22.5e12, "v3": 61.5e12, "v4": 275e12, "v5e": 197e12, "v5p": 459e12, "v6e": 918e12}
-
-
-def peak_flops(strategy, device, dtype, log=print):
-    """Peak FLOP/s of all replicas, and where the figure comes from: measured on one replica's
-    device; on a TPU, the published figure (MFU is defined against it), checked against the measurement."""
-    measured = measure_peak_flops(device, dtype)
-    chip = gpt2.tpu_type() if isinstance(strategy, tf.distribute.TPUStrategy) else ""
-    used = TPU_PEAK_FLOPS.get(chip, measured)
-    if not 1 / 3 < measured / used < 3:
-        log(f"warning: the measured peak ({measured / 1e12:.1f} TFLOP/s per replica) is more than 3x off the "
-            f"published one for TPU {chip} ({used / 1e12:.1f}): MFU may be wrong")
-    source = f"published for TPU {chip}, measured {measured / 1e12:.0f} TFLOP/s" if chip in TPU_PEAK_FLOPS else "measured"
-    return used * strategy.num_replicas_in_sync, f"{used / 1e9:,.0f} GFLOP/s per replica ({source})"
+def check_tpu_build(installed=None):
+    """Raises a one-line ValueError if this TensorFlow is not the TPU build, alone.
+    installed: the names of the TensorFlow distributions installed (default: read from pip's records)."""
+    if installed is None:
+        installed = {(d.metadata["Name"] or "").lower() for d in importlib.metadata.distributions()}
+    installed = set(installed) & {"tensorflow", "tensorflow-cpu", "tensorflow-tpu"}
+    install = "pip install -r requirements-tpu.txt"
+    if "tensorflow-tpu" not in installed:
+        raise ValueError(f"--tpu: TensorFlow's TPU build (tensorflow-tpu) is not installed: {install}")
+    if len(installed) > 1:
+        names = " ".join(sorted(installed))
+        raise ValueError(f"--tpu: {names} are installed together (the CPU build over the TPU build?): "
+                         f"pip uninstall -y {names}, then {install}")
 
 
 # ---- the compiled steps ------------------------------------------------------------------------
@@ -377,16 +411,14 @@ class Trainer:
     program. Under TPUStrategy the step functions are plain Python: TPUStrategy compiles all of
     strategy.run with XLA itself, and an XLA function nested inside is off its tested paths.
     Under MirroredStrategy (several GPUs) the same plain functions run as a graph: so the TPU's
-    path is also the one the tests run on two logical CPUs.
+    path is also the one the tests run on two logical CPUs. To step through any of it in a
+    debugger, call tf.config.run_functions_eagerly(True) first: every tf.function then runs as
+    plain Python (slowly), and tf.config.run_functions_eagerly(False) undoes it.
     """
 
     def __init__(self, hparams, config, strategy):
         self.hparams, self.config, self.strategy = hparams, config, strategy
-        replicas = strategy.num_replicas_in_sync
-        if config.batch_size % (replicas * config.grad_accum):
-            raise ValueError(f"--batch_size {config.batch_size} does not split into {replicas} replica(s) x "
-                             f"--grad_accum {config.grad_accum} equal micro-batches")
-        self.per_replica = config.batch_size // replicas
+        self.per_replica = rows_per_replica(config, strategy.num_replicas_in_sync)
         self.micro_batch = self.per_replica // config.grad_accum  # rows in one forward and backward pass
         # bfloat16 has float32's range (8 exponent bits) with 7 mantissa bits: no loss
         # scaling needed, unlike float16. Weights and optimizer state stay float32.
@@ -404,13 +436,11 @@ class Trainer:
                              aggregation=tf.VariableAggregation.MEAN)
             self.loss_sum = tf.Variable(0.0, name="loss_sum", **on_device)
             self.grad_norm = tf.Variable(0.0, name="grad_norm", **on_device)
-        whole_step_xla = replicas == 1 and not isinstance(strategy, tf.distribute.TPUStrategy)
-        if whole_step_xla and not config.eager:
+        if strategy.num_replicas_in_sync == 1 and not isinstance(strategy, tf.distribute.TPUStrategy):  # all in XLA
             self.replica_step = tf.function(self.replica_step, jit_compile=True)
-            self.replica_loss = tf.function(self.replica_loss, jit_compile=True)
-        if not config.eager:  # the loops are graphs (not XLA: they read the tf.data iterator)
-            self.train_loop = tf.function(self.train_loop)
-            self.eval_loop = tf.function(self.eval_loop)
+            self.replica_eval = tf.function(self.replica_eval, jit_compile=True)
+        self.train_loop = tf.function(self.train_loop)  # graphs, not XLA: they read the tf.data iterator
+        self.eval_loop = tf.function(self.eval_loop)
 
     def split(self, batch):
         """The global batch (B, T + 1), cut on the host into one block of B / replicas rows per
@@ -452,7 +482,8 @@ class Trainer:
         context = tf.distribute.get_replica_context()
         step = self.optimizer.iterations
         # Dropout's seed depends only on (seed, step, replica): a resumed run repeats it exactly.
-        seed = tf.stack([tf.cast(self.config.seed, tf.int64), step * 1000 + tf.cast(context.replica_id_in_sync_group, tf.int64)])
+        replica = tf.cast(context.replica_id_in_sync_group, tf.int64)
+        seed = tf.stack([tf.cast(self.config.seed, tf.int64), step * 1000 + replica])
         loss, grads = self.accumulated_gradients(batch, tf.cast(seed, tf.int32))
         # Sum over replicas: afterwards every replica holds the same gradients, applies the
         # same update, and the copies of the weights stay identical without being sent around.
@@ -471,9 +502,9 @@ class Trainer:
             self.strategy.run(self.replica_step, args=(self.split(next(iterator)),))
         return self.loss_sum.read_value() / tf.cast(steps, tf.float32), self.grad_norm.read_value()
 
-    def replica_loss(self, batch):
-        """Held-out loss of one replica's rows: no dropout, no gradients; in micro-batches, so
-        evaluating needs no more memory than training."""
+    def replica_eval(self, batch):
+        """Adds the held-out loss of one replica's rows to loss_sum: no dropout, no gradients; in
+        micro-batches, so evaluating needs no more memory than training."""
         n = self.config.grad_accum
         micro = tf.reshape(batch, [n, self.micro_batch, batch.shape[1]])  # (n, b / n, T + 1)
         for i in tf.range(n):
@@ -484,17 +515,195 @@ class Trainer:
         """Mean loss over `steps` batches of the iterator."""
         self.loss_sum.assign(0.0)
         for _ in tf.range(steps):
-            self.strategy.run(self.replica_loss, args=(self.split(next(iterator)),))
+            self.strategy.run(self.replica_eval, args=(self.split(next(iterator)),))
         return self.loss_sum.read_value() / tf.cast(steps, tf.float32)
 
 
-# ---- memory: will it fit? (--dry_run) ---------------------------------------------------------
+# ---- the run -----------------------------------------------------------------------------------
 
-# Memory of one replica in GiB. A TPU v2 or v3 replica is one core, half a chip (v3: 32 GiB per
-# chip); from v4 on, one chip. Sources: cloud.google.com/tpu/docs/v2, /v3, /v4, /v5e, /v6e; NVIDIA's
-# data sheets for the GPUs.
-DEVICES = {"TPU v2 core": 8, "TPU v3 core": 16, "TPU v4 chip": 32, "TPU v5e chip": 16, "TPU v6e chip": 32,
-           "GPU 16 GB (T4, V100)": 16, "GPU 24 GB (L4)": 24, "GPU 40 GB (A100)": 40, "GPU 80 GB (A100, H100)": 80}
+def prepare_data(config):
+    """A prepared data directory and its meta (data.json): --data itself if data.py made it, else
+    OUT/data, tokenized once: a rerun of the same command (a resumed run) finds OUT/data ready."""
+    meta = data.read_meta(config.data)
+    if meta:
+        return config.data, meta
+    path, vocab = os.path.join(config.out, "data"), config.vocab or config.init_from or "4096"
+    meta = data.read_meta(path)
+    if not (meta and meta["source"] == config.data and meta.get("vocab") == vocab):
+        print(f"preparing {config.data!r} in {path} (vocabulary: {vocab})")
+        meta = data.prepare(config.data, path, vocab)
+    return path, meta
+
+
+def start_out(hparams, config, data_dir):
+    """OUT at the start of a run: hparams.json and the vocabulary (so OUT is a model for sample.py
+    while it trains), config.json, and no `checkpoint` marker of an earlier run's export (stale
+    from here on: without it gpt2.load(OUT) reads checkpoints/ until this run exports)."""
+    tf.io.gfile.makedirs(config.out)
+    gpt2.save_hparams(hparams, config.out)
+    for name in ("encoder.json", "vocab.bpe"):
+        tf.io.gfile.copy(os.path.join(data_dir, name), os.path.join(config.out, name), overwrite=True)
+    gpt2.remove_export_marker(config.out)
+    with tf.io.gfile.GFile(os.path.join(config.out, "config.json"), "w") as f:
+        json.dump({**dataclasses.asdict(hparams), **dataclasses.asdict(config)}, f, indent=1)
+
+
+def train(hparams, config, strategy=None, log=print):
+    """Trains (or resumes) a run in config.out. Returns the Trainer.
+
+    1. data: prepare the corpus into shards once, and read the vocabulary size from it;
+    2. model and optimizer under the strategy, restored from the last checkpoint if any;
+    3. the loop: steps_per_loop steps per call, then log, evaluate and save at their intervals;
+    4. export the model in OpenAI's layout, with its vocabulary, for sample.py.
+    """
+    data_dir, meta = prepare_data(config)  # first: tokenizing forks worker processes, which a TPU runtime must not see
+    strategy = strategy or make_strategy(config.tpu)
+    if config.init_from:
+        hparams = dataclasses.replace(gpt2.load_hparams(config.init_from), dropout=hparams.dropout)
+        if hparams.n_vocab != meta["n_vocab"]:
+            raise ValueError(f"--init_from {config.init_from} has a vocabulary of {hparams.n_vocab}, but {data_dir} "
+                             f"was tokenized with {meta['n_vocab']} ids: prepare the data with its vocabulary")
+    hparams = dataclasses.replace(hparams, n_vocab=meta["n_vocab"])  # the vocabulary decides V
+    trainer = Trainer(hparams, config, strategy)
+    model, optimizer = trainer.model, trainer.optimizer
+    if config.init_from:  # fine-tuning: copy the weights in (a resumed run then overwrites them)
+        for v, w in zip(model.variables, gpt2.load(config.init_from).variables):
+            v.assign(w)
+    train_iterator = iter(data.dataset(data_dir, "train", config.batch_size, hparams.n_ctx, seed=config.seed))
+    val_split = "val" if meta["val_tokens"] > 0 else "train"  # --val_fraction 0: evaluate on train
+    val_data = data.dataset(data_dir, val_split, config.batch_size, hparams.n_ctx, seed=config.seed + 1,
+                            reshuffle=False)  # each evaluation: a new iterator, the same batches
+    # Everything a resumed run needs: weights, optimizer state (its step count included) and
+    # the data position. Dropout's randomness is a function of the step, so no RNG state.
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, data=train_iterator)
+    manager = tf.train.CheckpointManager(checkpoint, os.path.join(config.out, "checkpoints"), max_to_keep=3)
+    if manager.latest_checkpoint:
+        gpt2.restore(checkpoint, manager.latest_checkpoint)
+        log(f"resumed from {manager.latest_checkpoint} at step {int(optimizer.iterations.numpy())}")
+    start_out(hparams, config, data_dir)
+
+    tokens_per_step = config.batch_size * hparams.n_ctx
+    peak, peak_text = peak_flops(strategy, model.wte.device, model.compute_dtype)  # for MFU, below
+    devices = sorted({v.device for v in getattr(model.wte, "values", [model.wte])})  # one per replica
+    log(f"{gpt2.num_params(hparams):,} parameters, {strategy.num_replicas_in_sync} replica(s) on "
+        f"{', '.join(devices)}, {tokens_per_step:,} tokens per step, peak {peak_text}")
+    # Two logs of the same numbers: TensorBoard (tensorboard --logdir OUT/logs) and a JSON line
+    # per log step, appended, so a resumed run continues the same file.
+    writer = tf.summary.create_file_writer(os.path.join(config.out, "logs"))
+    metrics = tf.io.gfile.GFile(os.path.join(config.out, "metrics.jsonl"), "a")
+    step = start_step = int(optimizer.iterations.numpy())  # 0, or where the restored run stopped
+    start_time = window_start = time.time()
+    window_steps, window_loss = 0, 0.0
+    try:
+        while step < config.steps:
+            n = min(config.steps_per_loop, config.steps - step)
+            loss, norm = trainer.train_loop(train_iterator, tf.constant(n))  # n steps, one call
+            loss = float(loss)  # waits for the device: the only sync point per loop
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss} in steps {step + 1}..{step + n}; stopping. The last good "
+                                         f"checkpoint is {manager.latest_checkpoint} (try a lower --learning_rate)")
+            step, window_steps, window_loss = step + n, window_steps + n, window_loss + loss * n
+            at = lambda interval: step % interval < n or step == config.steps  # noqa: E731  (crossed in these n steps)
+            record = {}  # this loop's line of metrics.jsonl, if any
+            if at(config.log_interval):
+                tokens_per_sec = window_steps * tokens_per_step / (time.time() - window_start)
+                # MFU: the share of the devices' peak FLOP/s that the model's own arithmetic uses
+                record = {"step": step, "train_loss": window_loss / window_steps, "grad_norm": float(norm),
+                          "learning_rate": float(trainer.schedule(step)), "tokens_per_sec": tokens_per_sec,
+                          "mfu": tokens_per_sec * gpt2.flops_per_token(hparams) / peak}
+                remaining = (config.steps - step) * (time.time() - start_time) / (step - start_step)
+                log(f"step {step:6d} | loss {record['train_loss']:.4f} | lr {record['learning_rate']:.2e} | "
+                    f"{tokens_per_sec:8.0f} tok/s | MFU {100 * record['mfu']:4.1f}% | {remaining / 60:5.1f} min left")
+                window_start, window_steps, window_loss = time.time(), 0, 0.0
+            if at(config.eval_interval):  # a fresh iterator each time: the same held-out batches
+                val_loss = trainer.eval_loop(iter(val_data), tf.constant(config.eval_steps))
+                record.update(step=step, val_loss=float(val_loss))
+                log(f"step {step:6d} | val loss {record['val_loss']:.4f} ({val_split} split)")
+            if record:
+                metrics.write(json.dumps(record) + "\n")
+                metrics.flush()
+                with writer.as_default(step=step):
+                    for key in record.keys() - {"step"}:
+                        tf.summary.scalar(key, record[key])
+            if at(config.save_interval):
+                manager.save(checkpoint_number=step)
+    except KeyboardInterrupt:  # Ctrl-C arrives between compiled calls, so the state is whole
+        manager.save(checkpoint_number=int(optimizer.iterations.numpy()))
+        log(f"\ninterrupted: saved step {int(optimizer.iterations.numpy())} to {manager.latest_checkpoint}; "
+            "run the same command again to resume")
+        raise
+    finally:
+        metrics.close()
+    gpt2.save(model, config.out)  # OpenAI's layout, for sample.py --model OUT and other tools
+    return trainer
+
+
+def closing_sample(model, out, length, seed=0):
+    """A first look at what the model learned: `length` tokens from <|endoftext|>, decoded with
+    the vocabulary in `out`. Works wherever the model lives (sample.generate places itself)."""
+    encoder = data.Encoder.load(out)
+    tokens = sample.generate(model, [[encoder.eot]], length, top_k=40, seed=seed, eot=encoder.eot)
+    return encoder.decode(tokens[0].tolist())
+
+
+def main(argv=None):
+    """The command line: parse and check every flag, then train (or only print the memory table), sample."""
+    try:
+        hparams, config = parse_config(argv)
+        check_config(hparams, config)
+        if config.dry_run:  # planned for --replicas, else for the replicas this machine would use
+            replicas = config.replicas or make_strategy(config.tpu).num_replicas_in_sync
+            print("\n".join(memory_table(hparams, config, replicas)))
+            return
+        trainer = train(hparams, config)
+    except (ValueError, FloatingPointError) as e:  # a user's mistake or a diverged run: one line
+        sys.exit(f"error: {e}")
+    except KeyboardInterrupt:
+        sys.exit(130)
+    print(f"saved the model to {config.out}")
+    if config.sample_length:
+        print("-" * 80 + "\n" + closing_sample(trainer.model, config.out, config.sample_length, config.seed) +
+              "\n" + "-" * 80)
+
+# ---- everything below is diagnostics: how fast (MFU) and how much memory, not the training itself ----
+
+def measure_peak_flops(device, dtype=tf.float32, n=2048, seconds=1.0):
+    """The FLOP/s of one device on large matrix products: the ceiling MFU is measured against.
+    (On CPUs no spec sheet says what TensorFlow can reach; on GPUs and TPUs this is a bit below
+    the advertised peak, so the MFU shown is a bit above the spec-sheet MFU.)"""
+    with tf.device(device):  # where a replica runs, not wherever eager ops default to
+        a = tf.cast(tf.random.normal([n, n]), dtype)  # 2048^3 multiply-adds: big enough to saturate
+
+        @tf.function(jit_compile=True)
+        def products(x):
+            for _ in range(8):
+                x = tf.matmul(x, a) * 0.01  # scaled to stay finite
+            return x
+        products(a).numpy()  # compile (and warm up) before the clock starts
+        runs, start = 0, time.time()
+        while time.time() - start < seconds:
+            products(a).numpy()
+            runs += 1
+    return runs * 8 * 2 * n ** 3 / (time.time() - start)  # 8 products of 2 n^3 FLOPs per run
+
+
+# Published bfloat16 peaks per replica: a v2 or v3 replica is one core (half a chip); from v4
+# on, one chip. Sources: cloud.google.com/tpu/docs/v2, /v3, /v4, /v5e, /v6e (system architecture).
+TPU_PEAK_FLOPS = {"v2": 22.5e12, "v3": 61.5e12, "v4": 275e12, "v5e": 197e12, "v5p": 459e12, "v6e": 918e12}
+
+
+def peak_flops(strategy, device, dtype):
+    """Peak FLOP/s of all replicas, and where the figure comes from: measured on one replica's
+    device; on a TPU, the published figure (MFU is defined against it), the measured one beside it."""
+    measured = measure_peak_flops(device, dtype)
+    chip = tpu_type() if isinstance(strategy, tf.distribute.TPUStrategy) else ""
+    used = TPU_PEAK_FLOPS.get(chip, measured)
+    source = f"published for TPU {chip}, {measured / 1e12:.0f}T measured" if chip in TPU_PEAK_FLOPS else "measured"
+    return used * strategy.num_replicas_in_sync, f"{used / 1e9:,.0f} GFLOP/s per replica ({source})"
+
+
+# ---- will it fit? The memory plan (--dry_run) ------------------------------------------------
+
 GIB = 2 ** 30
 MARGIN = 0.10  # for temporaries beyond the terms below, and fragmentation: 10% of their sum
 
@@ -541,11 +750,10 @@ def memory_plan(hparams, config, replicas=1):
     pieces (the output matmul's, the embedding lookup's, their sum) and the update's temporaries.
     """
     n, V, C, T = gpt2.num_params(hparams), hparams.n_vocab, hparams.n_embd, hparams.n_ctx
-    shapes = variable_shapes(hparams)
-    assert sum(math.prod(s) for s in shapes) == n
+    shapes = variable_shapes(hparams)  # tests check them against gpt2.GPT2's variables
     size = 2 if config.precision == "bfloat16" else 4
-    rows = config.batch_size // replicas // config.grad_accum  # one micro-batch: what is alive at once
-    state = {"adam": 8 * n, "adafactor": 4 * optimizer_state_floats(shapes, "adafactor")}[config.optimizer]
+    rows = rows_per_replica(config, replicas) // config.grad_accum  # one micro-batch: what is alive at once
+    state = 4 * optimizer_state_floats(shapes, AdamW(0.0) if config.optimizer == "adam" else Adafactor())
     plan = {"weights (float32)": 4 * n, f"{config.optimizer} state": state,
             "weights cast to bfloat16 for the matmuls": 2 * n if size == 2 else 0,
             "gradient accumulation buffer (float32)": 4 * n if config.grad_accum > 1 else 0}
@@ -563,189 +771,15 @@ def memory_plan(hparams, config, replicas=1):
     return plan
 
 
-def largest_batch(hparams, config, memory):
-    """The most rows per micro-batch and replica whose plan fits `memory` bytes (0: none)."""
-    rows = 0
-    while rows < 4096 and sum(memory_plan(hparams, dataclasses.replace(
-            config, batch_size=(rows + 1) * config.grad_accum), replicas=1).values()) <= memory:
-        rows += 1
-    return rows
-
-
-def memory_table(hparams, config, replicas=1):
-    """--dry_run's report: the plan for this run, then each device's verdict, as lines."""
+def memory_table(hparams, config, replicas):
+    """--dry_run's report, as lines: the plan of one replica's share of the batch, term by term."""
     plan = memory_plan(hparams, config, replicas)
-    total, lines = sum(plan.values()), [f"parameters: {gpt2.num_params(hparams):,}   training FLOPs per token: {gpt2.flops_per_token(hparams):,}",
-             f"per replica, {config.precision}, {config.batch_size // replicas} rows per replica in "
-             f"{config.grad_accum} micro-batch(es) of {hparams.n_ctx} tokens:"]
-    lines += [f"  {name:<48} {value / GIB:8.2f} GiB" for name, value in {**plan, "total": total}.items()]
-    lines.append("device (memory per replica): verdict, most rows per micro-batch that fit")
-    return lines + [f"  {device:<24} {gib:3d} GiB: {'fits' if total <= gib * GIB else 'does NOT fit':<12} "
-                    f"largest micro-batch {largest_batch(hparams, config, gib * GIB)}" for device, gib in DEVICES.items()]
-
-
-def memory_warning(hparams, config, replicas, memory):
-    """A warning if the plan exceeds `memory` bytes per replica (None: not known), else ''."""
-    planned = sum(memory_plan(hparams, config, replicas).values())
-    return "" if memory is None or planned <= memory else (f"warning: the memory planner expects {planned / GIB:.1f} GiB per replica, more than this device's "
-            f"{memory / GIB:.0f} GiB: try --recompute, --grad_accum N or a smaller --batch_size (--dry_run shows the plan)")
-
-
-def device_memory(strategy):
-    """Bytes of memory one replica has, where known without running anything: a TPU by its
-    generation (as in DEVICES), a CPU by the machine's RAM; None for GPUs."""
-    if isinstance(strategy, tf.distribute.TPUStrategy):
-        gib = {"v2": 8, "v3": 16, "v4": 32, "v5e": 16, "v5p": 95, "v6e": 32}.get(gpt2.tpu_type())
-        return gib * GIB if gib else None
-    if tf.config.list_logical_devices("GPU"):
-        return None
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-# ---- the run -----------------------------------------------------------------------------------
-
-def prepare_data(config):
-    """A prepared data directory and its facts: --data itself if data.py made it, else OUT/data,
-    tokenized once: a rerun of the same command (a resumed run) finds OUT/data ready."""
-    facts = data.read_facts(config.data)
-    if facts:
-        return config.data, facts
-    path, vocab = os.path.join(config.out, "data"), config.vocab or config.init_from or "4096"
-    facts = data.read_facts(path)
-    if not (facts and facts["source"] == config.data and facts.get("vocab") == vocab):
-        print(f"preparing {config.data!r} in {path} (vocabulary: {vocab})")
-        facts = data.prepare(config.data, path, vocab)
-    return path, facts
-
-
-def train(hparams, config, strategy=None, log=print):
-    """Trains (or resumes) a run in config.out. Returns the Trainer.
-
-    1. data: prepare the corpus into shards once, and read the vocabulary size from it;
-    2. model and optimizer under the strategy, restored from the last checkpoint if any;
-    3. the loop: steps_per_loop steps per call, then log, evaluate and save at their intervals;
-    4. export the model in OpenAI's layout, with its vocabulary, for sample.py.
-    """
-    data_dir, facts = prepare_data(config)  # first: tokenizing forks worker processes, which a TPU runtime must not see
-    if config.eager:
-        tf.config.run_functions_eagerly(True)
-    strategy = strategy or make_strategy(config.tpu)
-    if config.init_from:
-        hparams = dataclasses.replace(gpt2.load_hparams(config.init_from), dropout=hparams.dropout)
-        if hparams.n_vocab != facts["n_vocab"]:
-            raise ValueError(f"--init_from {config.init_from} has a vocabulary of {hparams.n_vocab}, but "
-                             f"{data_dir} was tokenized with {facts['n_vocab']} ids: prepare the data with its vocabulary")
-    hparams = dataclasses.replace(hparams, n_vocab=facts["n_vocab"])  # the vocabulary decides V
-    trainer = Trainer(hparams, config, strategy)
-    model, optimizer = trainer.model, trainer.optimizer
-    if config.init_from:  # fine-tuning: copy the weights in (a resumed run then overwrites them)
-        for v, w in zip(model.variables, gpt2.load(config.init_from).variables):
-            v.assign(w)
-    train_data = data.dataset(data_dir, "train", config.batch_size, hparams.n_ctx, seed=config.seed)
-    val_split = "val" if facts["val_tokens"] > 0 else "train"  # --val_fraction 0: evaluate on train
-    val_data = data.dataset(data_dir, val_split, config.batch_size, hparams.n_ctx, seed=config.seed + 1,
-                            reshuffle=False)  # each evaluation: a new iterator, the same batches
-    train_iterator = iter(train_data)
-    # Everything a resumed run needs: weights, optimizer state (its step count included) and
-    # the data position. Dropout's randomness is a function of the step, so no RNG state.
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, data=train_iterator)
-    manager = tf.train.CheckpointManager(checkpoint, os.path.join(config.out, "checkpoints"), max_to_keep=3)
-    if manager.latest_checkpoint:
-        gpt2.restore(checkpoint, manager.latest_checkpoint)
-        log(f"resumed from {manager.latest_checkpoint} at step {int(optimizer.iterations.numpy())}")
-    tf.io.gfile.makedirs(config.out)
-    gpt2.save_hparams(hparams, config.out)  # with the vocabulary: OUT is a model for sample.py during the run
-    for name in ("encoder.json", "vocab.bpe"):
-        tf.io.gfile.copy(os.path.join(data_dir, name), os.path.join(config.out, name), overwrite=True)
-    marker = os.path.join(config.out, "checkpoint")  # an earlier run's export, stale from here on: without
-    if tf.io.gfile.exists(marker):  # it gpt2.load(OUT) reads checkpoints/ until this run exports
-        tf.io.gfile.remove(marker)
-    with tf.io.gfile.GFile(os.path.join(config.out, "config.json"), "w") as f:
-        json.dump({**dataclasses.asdict(hparams), **dataclasses.asdict(config)}, f, indent=1)
-
-    tokens_per_step = config.batch_size * hparams.n_ctx
-    warning = memory_warning(hparams, config, strategy.num_replicas_in_sync, device_memory(strategy))
-    if warning:  # before the first step compiles, which is where running out of memory would show
-        log(warning)
-    # MFU, model FLOPs utilisation: the share of the devices' peak that the model's own
-    # arithmetic (flops_per_token) uses. The rest is lost to memory traffic and overheads.
-    peak, peak_text = peak_flops(strategy, model.wte.device, model.compute_dtype, log)
-    devices = sorted({v.device for v in getattr(model.wte, "values", [model.wte])})  # one per replica
-    log(f"{gpt2.num_params(hparams):,} parameters, {strategy.num_replicas_in_sync} replica(s) on "
-        f"{', '.join(devices)}, {tokens_per_step:,} tokens per step, peak {peak_text}")
-    # Two logs of the same numbers: TensorBoard (tensorboard --logdir OUT/logs) and a JSON line
-    # per log step, appended, so a resumed run continues the same file.
-    writer = tf.summary.create_file_writer(os.path.join(config.out, "logs"))
-    metrics = tf.io.gfile.GFile(os.path.join(config.out, "metrics.jsonl"), "a")
-    step = start_step = int(optimizer.iterations.numpy())  # 0, or where the restored run stopped
-    start_time = window_start = time.time()
-    window_steps, window_loss = 0, 0.0
-    try:
-        while step < config.steps:
-            n = min(config.steps_per_loop, config.steps - step)
-            loss, norm = trainer.train_loop(train_iterator, tf.constant(n))  # n steps, one call
-            loss = float(loss)  # waits for the device: the only sync point per loop
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss} in steps {step + 1}..{step + n}; stopping. The last good "
-                                         f"checkpoint is {manager.latest_checkpoint} (try a lower --learning_rate)")
-            step, window_steps, window_loss = step + n, window_steps + n, window_loss + loss * n
-            at = lambda interval: step % interval < n or step == config.steps  # noqa: E731  (crossed in these n steps)
-            record = {}  # this loop's line of metrics.jsonl, if any
-            if at(config.log_interval):
-                tokens_per_sec = window_steps * tokens_per_step / (time.time() - window_start)
-                record = {"step": step, "train_loss": window_loss / window_steps, "grad_norm": float(norm),
-                          "learning_rate": float(trainer.schedule(step)), "tokens_per_sec": tokens_per_sec,
-                          "mfu": tokens_per_sec * gpt2.flops_per_token(hparams) / peak}
-                remaining = (config.steps - step) * (time.time() - start_time) / (step - start_step)
-                log(f"step {step:6d} | loss {record['train_loss']:.4f} | lr {record['learning_rate']:.2e} | "
-                    f"{tokens_per_sec:8.0f} tok/s | MFU {100 * record['mfu']:4.1f}% | {remaining / 60:5.1f} min left")
-                window_start, window_steps, window_loss = time.time(), 0, 0.0
-            if at(config.eval_interval):  # a fresh iterator each time: the same held-out batches
-                record.update(step=step, val_loss=float(trainer.eval_loop(iter(val_data), tf.constant(config.eval_steps))))
-                log(f"step {step:6d} | val loss {record['val_loss']:.4f} ({val_split} split)")
-            if record:
-                metrics.write(json.dumps(record) + "\n")
-                metrics.flush()
-                with writer.as_default(step=step):
-                    for key in record.keys() - {"step"}:
-                        tf.summary.scalar(key, record[key])
-            if at(config.save_interval):
-                manager.save(checkpoint_number=step)
-    except KeyboardInterrupt:  # Ctrl-C arrives between compiled calls, so the state is whole
-        manager.save(checkpoint_number=int(optimizer.iterations.numpy()))
-        log(f"\ninterrupted: saved step {int(optimizer.iterations.numpy())} to {manager.latest_checkpoint}; "
-            "run the same command again to resume")
-        raise
-    finally:
-        metrics.close()
-    gpt2.save(model, config.out)  # OpenAI's layout, for sample.py --model OUT and other tools
-    return trainer
-
-
-def closing_sample(model, out, length, seed=0):
-    """A first look at what the model learned: `length` tokens from <|endoftext|>, decoded with
-    the vocabulary in `out`. Works wherever the model lives (sample.generate places itself)."""
-    encoder = data.Encoder.load(out)
-    return encoder.decode(sample.generate(model, [[encoder.eot]], length, top_k=40, seed=seed)[0].tolist())
-
-
-def main(argv=None):
-    """The command line: parse and check every flag, then train (or only print the memory table), sample."""
-    try:
-        hparams, config = parse_config(argv)
-        check_config(hparams, config)
-        if config.dry_run:
-            print("\n".join(memory_table(hparams, config)))
-            return
-        trainer = train(hparams, config)
-    except (ValueError, FloatingPointError) as e:  # a user's mistake or a diverged run: one line
-        sys.exit(f"error: {e}")
-    except KeyboardInterrupt:
-        sys.exit(130)
-    print(f"saved the model to {config.out}")
-    if config.sample_length:
-        print("-" * 80 + "\n" + closing_sample(trainer.model, config.out, config.sample_length, config.seed) +
-              "\n" + "-" * 80)
+    assumed = "--replicas" if config.replicas else "found here; --replicas N for another machine"
+    lines = [f"parameters: {gpt2.num_params(hparams):,}   training FLOPs per token: {gpt2.flops_per_token(hparams):,}",
+             f"one replica of {replicas} ({assumed}), {config.precision}, {rows_per_replica(config, replicas)} rows "
+             f"in {config.grad_accum} micro-batch(es) of {hparams.n_ctx} tokens:"]
+    plan["total"] = sum(plan.values())
+    return lines + [f"  {name:<48} {value / GIB:8.2f} GiB" for name, value in plan.items()]
 
 
 if __name__ == "__main__":

@@ -200,7 +200,7 @@ def test_single_document_holds_out_its_tail(tmp_path):
     (tmp_path / "one.txt").write_text("to be or not to be, that is the question. " * 200)
     facts = data.prepare(str(tmp_path / "one.txt"), str(tmp_path / "out"), 270, val_fraction=0.1, processes=1)
     assert facts["val_tokens"] > 0 and facts["train_tokens"] > 8 * facts["val_tokens"]
-    assert data.read_facts(str(tmp_path / "out")) == facts and data.read_facts(str(tmp_path)) is None
+    assert data.read_meta(str(tmp_path / "out")) == facts and data.read_meta(str(tmp_path)) is None
 
 
 def test_single_document_holds_out_a_tenth_and_evaluates_on_it(tmp_path):
@@ -222,8 +222,8 @@ def test_data_cli_empty_corpus_gets_one_line(tmp_path, capsys):
     (tmp_path / "empty.txt").write_text("")
     with pytest.raises(SystemExit) as exit:
         data.main(["--input", str(tmp_path / "empty.txt"), "--output", str(tmp_path / "o"), "--vocab", "300"])
-    line = capsys.readouterr().err.strip()
-    assert exit.value.code != 0 and line.startswith("error: ") and "empty corpus" in line and "\n" not in line
+    line = str(exit.value.code)  # sys.exit("error: ..."): Python prints it on stderr, alone
+    assert line.startswith("error: ") and "empty corpus" in line and "\n" not in line
     assert not (tmp_path / "o" / "data.json").exists()
 
 
@@ -240,20 +240,34 @@ def test_corpus_too_small_for_a_batch(tmp_path, gpt2_vocab_dir):
         data.dataset(str(tmp_path / "out"), "train", batch_size=8, n_ctx=64)
 
 
-@pytest.mark.parametrize("mistake, flag", [
-    (["--input", "{tmp}/nothing*.txt"], "--input"),
-    (["--vocab", "100"], "--vocab"),
-    (["--vocab", "{tmp}"], "--vocab"),  # a directory without encoder.json
-    (["--val_fraction", "1"], "--val_fraction"),
-    (["--val_fraction", "-0.1"], "--val_fraction"),
-    (["--processes", "0"], "--processes"),
+@pytest.mark.parametrize("mistake, message", [
+    (["--input", "{tmp}/nothing*.txt"], "no files match"),
+    (["--vocab", "100"], "vocab_size must be at least 257"),
+    (["--vocab", "{tmp}"], "no encoder.json or no vocab.bpe in"),  # a directory without encoder.json
+    (["--val_fraction", "1"], "--val_fraction 1.0: must be in [0, 1)"),
+    (["--val_fraction", "-0.1"], "--val_fraction -0.1"),
+    (["--processes", "0"], "--processes 0: must be at least 1"),
 ])
-def test_data_cli_checks_every_flag_before_any_work(tmp_path, capsys, mistake, flag):
+def test_data_cli_checks_every_flag_before_any_work(tmp_path, capsys, mistake, message):
     (tmp_path / "a.txt").write_text("some text")
     args = ["--input", str(tmp_path / "*.txt"), "--output", str(tmp_path / "out")]
     with pytest.raises(SystemExit) as exit:
         data.main(args + [arg.format(tmp=tmp_path) for arg in mistake])
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert exit.value.code != 0 and len(lines) == 1, lines
-    assert lines[0].startswith("error: ") and flag in lines[0]
+    lines = str(exit.value.code).splitlines()
+    assert len(lines) == 1 and not capsys.readouterr().err.strip(), lines
+    assert lines[0].startswith("error: ") and message in lines[0]
     assert not (tmp_path / "out").exists()  # nothing was done
+
+
+def test_one_file_without_a_held_out_split_trains_on_all_of_it():
+    assert data.split_corpus(["play"], 0.0) == {"train": [("play", 0, 1)], "val": []}  # was ("play", 0, 0.9): 10% lost
+    assert data.split_corpus(["play"], 0.2) == {"train": [("play", 0, 0.8)], "val": [("play", 0.8, 1)]}
+
+
+def test_empty_training_files_are_refused_at_preparation(tmp_path, gpt2_vocab_dir):
+    # Each document adds an <|endoftext|>: two empty files are two tokens, and no text
+    (tmp_path / "a.txt").write_text("")
+    (tmp_path / "b.txt").write_text("")
+    with pytest.raises(ValueError, match=r"holds no text in its training files"):
+        data.prepare(str(tmp_path / "*.txt"), str(tmp_path / "out"), gpt2_vocab_dir, val_fraction=0.0, processes=1)
+    assert not (tmp_path / "out" / "data.json").exists()

@@ -26,36 +26,38 @@ def fake_pci(tmp_path, devices):
 
 def test_tpu_type_from_pci_ids_then_environment(tmp_path):
     network_card = ("0x1af4", "0x1000")
-    assert gpt2.tpu_type(fake_pci(tmp_path / "a", [network_card]), {}) == ""
+    assert train.tpu_type(fake_pci(tmp_path / "a", [network_card]), {}) == ""
     (tmp_path / "d").mkdir()
-    assert gpt2.tpu_type(fake_pci(tmp_path / "b", [network_card, ("0x1ae0", "0x0063")]), {}) == "v5e"
+    assert train.tpu_type(fake_pci(tmp_path / "b", [network_card, ("0x1ae0", "0x0063")]), {}) == "v5e"
     # the PCI id is the hardware's word; an environment variable may be stale (Kaggle's images
     # once set v3-8 whatever the chip)
-    assert gpt2.tpu_type(fake_pci(tmp_path / "c", [("0x1ae0", "0x0027")]), {"TPU_ACCELERATOR_TYPE": "v2-8"}) == "v2"
-    assert gpt2.tpu_type(str(tmp_path / "d"), {"TPU_ACCELERATOR_TYPE": "v5litepod-8"}) == "v5e"
+    assert train.tpu_type(fake_pci(tmp_path / "c", [("0x1ae0", "0x0027")]), {"TPU_ACCELERATOR_TYPE": "v2-8"}) == "v2"
+    assert train.tpu_type(str(tmp_path / "d"), {"TPU_ACCELERATOR_TYPE": "v5litepod-8"}) == "v5e"
 
 
 def test_pjrt_variables_only_for_v5e_and_later_with_libtpu():
-    variables = gpt2.tpu_runtime_variables("v5e", "/site-packages/libtpu/libtpu.so")
+    variables = train.tpu_runtime_variables("v5e", "/site-packages/libtpu/libtpu.so")
     assert variables["TF_PLUGGABLE_DEVICE_LIBRARY_PATH"] == "/site-packages/libtpu/libtpu.so"
     assert variables["NEXT_PLUGGABLE_DEVICE_USE_C_API"] == "true" and variables["PJRT_DEVICE"] == "TPU"
-    assert gpt2.tpu_runtime_variables("v3", "/site-packages/libtpu/libtpu.so") == {}  # the older runtime
-    assert gpt2.tpu_runtime_variables("v5e", "") == {}  # no libtpu: nothing to point at
-    assert gpt2.tpu_runtime_variables("", "") == {}  # this machine
+    assert train.tpu_runtime_variables("v3", "/site-packages/libtpu/libtpu.so") == {}  # the older runtime
+    assert train.tpu_runtime_variables("v5e", "") == {}  # no libtpu: nothing to point at
+    assert train.tpu_runtime_variables("", "") == {}  # this machine
     assert "TF_PLUGGABLE_DEVICE_LIBRARY_PATH" not in os.environ
 
 
-def test_tensorflow_build_problem():
-    assert gpt2.tensorflow_build_problem({"tensorflow-tpu"}) == ""
-    assert "not installed" in gpt2.tensorflow_build_problem({"tensorflow"})
-    assert "overwrote the TPU build" in gpt2.tensorflow_build_problem({"tensorflow-tpu", "tensorflow-cpu"})
-    assert gpt2.tensorflow_build_problem() != ""  # this machine has the CPU build only
+def test_tpu_build_check():
+    train.check_tpu_build({"tensorflow-tpu"})  # the TPU build alone: no error
+    with pytest.raises(ValueError, match="not installed"):
+        train.check_tpu_build({"tensorflow"})
+    with pytest.raises(ValueError, match="installed together"):
+        train.check_tpu_build({"tensorflow-tpu", "tensorflow-cpu"})
+    with pytest.raises(ValueError):
+        train.check_tpu_build()  # this machine has the CPU build only
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--tpu", "my-tpu"], "error: --tpu my-tpu: only 'local'"),
-    (["--tpu", "local", "--eager"], "error: --eager --tpu local: a TPU runs compiled steps only"),
-    (["--tpu", "local"], "error: --tpu: TensorFlow's TPU build (tensorflow-tpu) is not installed"),
+    (["--tpu"], "error: --tpu: TensorFlow's TPU build (tensorflow-tpu) is not installed"),
+    (["--tpu", "--dry_run"], "error: --tpu: TensorFlow's TPU build (tensorflow-tpu) is not installed"),
 ])
 def test_tpu_flag_mistakes_get_one_line(flags, message, tmp_path):
     with pytest.raises(SystemExit) as exit:
@@ -67,7 +69,7 @@ def test_tpu_flag_mistakes_get_one_line(flags, message, tmp_path):
 def test_no_tpu_found_is_one_line():
     # The TPU build's check passes on a TPU VM; what follows, on a machine without a TPU, is
     # TensorFlow's "No OpKernel was registered to support Op 'ConfigureDistributedTPU'".
-    code = "import gpt2\ntry:\n    gpt2.connect_tpu()\nexcept ValueError as e:\n    print(e)"
+    code = "import train\ntry:\n    train.connect_tpu()\nexcept ValueError as e:\n    print(e)"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     lines = result.stdout.strip().splitlines()
     assert result.returncode == 0 and len(lines) == 1 and lines[0].startswith("--tpu: TensorFlow found no TPU (it sees: CPU")
