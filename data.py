@@ -21,6 +21,7 @@ import json
 import multiprocessing
 import os
 import random
+import signal
 import sys
 import sysconfig
 import time
@@ -141,6 +142,8 @@ class Encoder:
             with tf.io.gfile.GFile(os.path.join(path, "vocab.bpe")) as f:
                 # "#version: 0.2", then one merge "a b" a line, by rank, and a final newline
                 pairs = [line.split(" ") for line in f.read().split("\n")[1:] if line]
+            if len(pairs) != len(encoder) - 257:  # GPT-2: 50,000 merges, 50,257 ids
+                raise ValueError(f"{len(pairs)} merges in vocab.bpe; {len(encoder)} ids need {len(encoder) - 257}")
             decoder = {i: s for s, i in encoder.items()}  # int -> str
             strings = [decoder[i] for i in range(len(encoder))]  # a KeyError if the ids are not 0..n-1
             token_bytes = [EOT.encode() if s == EOT else bytes(CHAR_TO_BYTE[c] for c in s) for s in strings]
@@ -366,6 +369,7 @@ def read_job(job):
 def _init_worker(encoder):
     global _worker_encoder
     _worker_encoder = encoder
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it ends the pool, quietly
 
 
 def _encode_job(job):
@@ -404,7 +408,9 @@ def prepare(source, out, vocab=4096, val_fraction=0.005, processes=None, vocab_t
         raise ValueError(f"--val_fraction {val_fraction}: must be in [0, 1)")
     if processes is not None and processes < 1:
         raise ValueError(f"--processes {processes}: must be at least 1")
-    splits = split_corpus(corpus_files(source), val_fraction)  # {"train": jobs, "val": jobs}
+    folder = lambda path: os.path.join(os.path.abspath(path), "")  # noqa: E731  ('a/b' -> '/cwd/a/b/')
+    files = [f for f in corpus_files(source) if not folder(f).startswith(folder(out))]  # OUT is never an input
+    splits = split_corpus(files, val_fraction)  # {"train": jobs, "val": jobs}
     # 1. The vocabulary: GPT-2's (or any saved one), or learned here from the training split only,
     #    so that the held-out split stays unseen. A sample of 20 MB is plenty for BPE.
     if str(vocab).isdigit():
@@ -458,6 +464,9 @@ def dataset(path, split, batch_size, n_ctx, seed=0, shuffle_buffer=1024, piece_w
     files = [os.path.join(path, name) for name in meta[f"{split}_shards"]]
     window_bytes = 2 * (n_ctx + 1)  # n_ctx + 1 tokens of 2 bytes (uint16)
     sizes = [tf.io.gfile.stat(f).length for f in files]
+    if sum(sizes) != 2 * meta[f"{split}_tokens"]:  # a shard cut off, or changed, since prepare wrote data.json
+        raise ValueError(f"the {split} shards of {path} hold {sum(sizes) // 2:,} tokens, not data.json's "
+                         f"{meta[f'{split}_tokens']:,}: prepare the data again")
     # Training needs a batch of distinct windows; a small held-out split may repeat within one
     needed = batch_size if split == "train" else 1
     if sum(size // window_bytes for size in sizes) < needed:
@@ -498,8 +507,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:  # prepare checks every argument before its work: a mistake costs one line, not a traceback
         meta = prepare(args.input, args.output, args.vocab, args.val_fraction, args.processes)
-    except ValueError as e:
-        sys.exit(f"error: {e}")
+    except (ValueError, OSError, tf.errors.OpError) as e:  # a mistake, or a storage fault (say, a full disk)
+        sys.exit(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+    except KeyboardInterrupt:
+        sys.exit(130)
     print(json.dumps(meta))
 
 

@@ -413,6 +413,10 @@ def restore_openai(model, prefix):
     # tensor by its name, without the graph that wrote it. OpenAI's .meta file is not needed.
     try:
         reader = tf.train.load_checkpoint(prefix)
+        ours = {variable_name(v) for v in model.variables}
+        extra = sorted(n for n in reader.get_variable_to_shape_map() if n.startswith("model/") and n not in ours)
+        if extra:  # say, model/h12/... beside hparams.json's n_layer 12: a half-loaded model would sample garbage
+            raise ValueError(f"{prefix} holds {extra[0]}, which hparams.json's shape has no place for")
         for v in model.variables:
             name = variable_name(v)
             value = reader.get_tensor(name)  # a NotFoundError if the file lacks it

@@ -50,7 +50,7 @@ def top_p_filter(logits, p):
 
 def choose(logits, temperature, top_k, top_p, seed):
     """One token per row from logits (B, V). temperature 0 or top_k 1 is greedy (argmax)."""
-    if temperature == 0 or top_k == 1:  # Python values: decided once, when tracing
+    if temperature < 1e-4 or top_k == 1:  # (below 1e-4, logits / temperature overflow, and the argmax wins anyway)
         return tf.argmax(logits, axis=-1, output_type=tf.int32)
     logits = logits / temperature
     if top_k > 0:
@@ -151,10 +151,9 @@ def generate(model, context, length, temperature=1.0, top_k=0, top_p=1.0, seed=N
     """
     check_settings(temperature=temperature, top_k=top_k, top_p=top_p, length=length)
     context = np.asarray(context, dtype=np.int32)
-    if context.ndim != 2 or context.shape[1] == 0:
-        raise ValueError(f"context must be int tokens [batch, T] with T >= 1, got shape {context.shape}")
-    if context.min() < 0 or context.max() >= model.hparams.n_vocab:
-        raise ValueError(f"context has token ids outside [0, {model.hparams.n_vocab})")
+    if context.ndim != 2 or context.shape[1] == 0 or context.min() < 0 or context.max() >= model.hparams.n_vocab:
+        raise ValueError(f"context must be int tokens [batch, T], T >= 1, ids in [0, {model.hparams.n_vocab}): "
+                         f"got shape {context.shape}")
     B, T = context.shape
     eot = model.hparams.n_vocab - 1 if eot is None else eot
     key = (B, T, length, float(temperature), int(top_k), float(top_p), stop_at_eot, use_cache, xla, eot)
@@ -257,8 +256,8 @@ def main(argv=None):
         if args.prompt_file and not tf.io.gfile.exists(args.prompt_file):
             raise ValueError(f"--prompt_file {args.prompt_file}: no such file")
         sample_or_score(args)
-    except (ValueError, OSError) as e:
-        sys.exit(f"error: {e}")
+    except (ValueError, OSError, tf.errors.OpError) as e:  # a mistake, or a storage fault: one line
+        sys.exit(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
 
 
 def sample_or_score(args):
@@ -269,9 +268,7 @@ def sample_or_score(args):
         files = sorted(tf.io.gfile.glob(args.score))  # local or gs://
         if not files:
             raise ValueError(f"--score {args.score}: no such file")
-        tokens = []
-        for file in files:
-            tokens += [encoder.eot] + encoder.encode(data.read_text(file))
+        tokens = [t for file in files for t in [encoder.eot] + encoder.encode(data.read_text(file))]  # documents
         if all(t == encoder.eot for t in tokens):
             raise ValueError(f"--score {args.score}: no text to score")
         print(json.dumps(score(model, tokens)))
@@ -279,6 +276,8 @@ def sample_or_score(args):
     prompt = data.read_text(args.prompt_file) if args.prompt_file else args.prompt
     # No prompt: start from <|endoftext|>, as if a new document began (unconditional samples).
     context = encoder.encode(prompt) if prompt else [encoder.eot]
+    if args.length > 16 * model.hparams.n_ctx:  # hours on a CPU, with nothing printed
+        raise ValueError(f"--length {args.length}: at most 16 x n_ctx ({16 * model.hparams.n_ctx}) in one sample")
     limit = model.hparams.n_ctx - 1
     if len(context) > limit:
         print(f"warning: the prompt has {len(context)} tokens; keeping its last {limit} (n_ctx - 1)", file=sys.stderr)

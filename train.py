@@ -28,6 +28,8 @@ import importlib.util
 import json
 import math
 import os
+import signal
+import socket
 import sys
 import time
 
@@ -52,33 +54,39 @@ def tpu_type(pci_root="/sys/bus/pci/devices", environ=os.environ):
     return {"v5litepod": "v5e"}.get(named, named)
 
 
-def tpu_runtime_variables(generation, libtpu_path):
-    """The environment TensorFlow needs, before it is imported, to reach a TPU of this generation.
+def tpu_runtime_variables(generation, libtpu_path, environ=os.environ):
+    """The environment TensorFlow needs, before it is imported, to reach a TPU of this generation:
+    what to set, given the variables already set (environ), whose values win.
 
     From TPU v5e on, TensorFlow reaches TPUs through the PJRT runtime, in a library (libtpu)
     that it loads as a "pluggable device" while it is imported; the values are those of the
-    newest public example of TensorFlow on such a TPU (keras-io, keras_rs/distributed_embedding_tf.py,
-    with the MLIR bridge it turns on). v2, v3 and v4 work with the runtime built into
-    TensorFlow's TPU build, without them.
+    newest public example of TensorFlow on such a TPU (keras-io, keras_rs/distributed_embedding_tf.md,
+    2025-09), with the MLIR bridge's flags added to any TF_XLA_FLAGS of the user's, once. v2, v3
+    and v4 work with the runtime built into TensorFlow's TPU build, unless PJRT_DEVICE=TPU asks.
     """
-    if not libtpu_path or generation not in ("v5e", "v5p", "v6e"):
+    if not libtpu_path or not (generation in ("v5e", "v5p", "v6e") or environ.get("PJRT_DEVICE") == "TPU"):
         return {}
+    variables = {"PJRT_DEVICE": "TPU", "NEXT_PLUGGABLE_DEVICE_USE_C_API": "true",
+                 "TF_PLUGGABLE_DEVICE_LIBRARY_PATH": libtpu_path}
+    variables.update({name: environ[name] for name in variables if name in environ})
+    flags = environ.get("TF_XLA_FLAGS", "").split()
     bridge = ["enable_mlir_bridge", "enable_convert_control_to_data_outputs_pass", "enable_merge_control_flow_pass"]
-    return dict(PJRT_DEVICE="TPU", NEXT_PLUGGABLE_DEVICE_USE_C_API="true", TF_PLUGGABLE_DEVICE_LIBRARY_PATH=libtpu_path,
-                TF_XLA_FLAGS=" ".join(f"--tf_mlir_{b}=true" for b in bridge))
+    flags += [f"--tf_mlir_{b}=true" for b in bridge if not any(f.startswith(f"--tf_mlir_{b}=") for f in flags)]
+    return {**variables, "TF_XLA_FLAGS": " ".join(flags)}
 
 
-def libtpu_path():
-    """Where the libtpu package's library is (what libtpu.get_library_path() returns), or ''."""
+def libtpu_path(environ=os.environ):
+    """Where libtpu is, or '': the libtpu package's library (what libtpu.get_library_path() gives),
+    else TPU_LIBRARY_PATH (which TensorFlow also reads), else a Cloud TPU image's /lib/libtpu.so."""
     spec = importlib.util.find_spec("libtpu")
     found = glob.glob(os.path.join(os.path.dirname(spec.origin), "libtpu*.so")) if spec and spec.origin else []
-    return found[0] if found else ""
+    found += [environ.get("TPU_LIBRARY_PATH", ""), "/lib/libtpu.so"]
+    return next((path for path in found if path and os.path.isfile(path)), "")
 
 
 # Set before TensorFlow is imported (by data and gpt2, below): a user of a v5e TPU VM should not need to
 # know these variables. On any other machine: nothing.
-for key, value in tpu_runtime_variables(tpu_type(), libtpu_path()).items():
-    os.environ.setdefault(key, value)
+os.environ.update(tpu_runtime_variables(tpu_type(), libtpu_path()))
 
 import data  # noqa: E402
 import gpt2  # noqa: E402
@@ -295,6 +303,10 @@ def parse_config(argv=None):
     unknown = set(values) - set(fields)
     if unknown:
         raise ValueError(f"unknown config field(s) {sorted(unknown)}")
+    for name, value in values.items():  # a JSON file's values, of the types its flags would give
+        kind = next(f.type for f in dataclasses.fields(fields[name]) if f.name == name)
+        if isinstance(value, bool) != (kind is bool) or not isinstance(value, (int, float) if kind is float else kind):
+            raise ValueError(f"--config {name} {value!r}: must be {kind.__name__}")
     return [cls(**{k: v for k, v in values.items() if fields[k] is cls}) for cls in (gpt2.HParams, TrainConfig)]
 
 
@@ -304,19 +316,20 @@ def check_config(hparams, config):
     at_least_one = ["n_vocab", "n_ctx", "n_embd", "n_head", "n_layer", "steps", "batch_size", "eval_interval",
                     "eval_steps", "save_interval", "log_interval", "steps_per_loop", "grad_accum"]
     at_least_zero = ["learning_rate", "warmup_steps", "weight_decay", "grad_clip", "sample_length", "replicas"]
-    for name in at_least_one + at_least_zero:
-        if values[name] < (1 if name in at_least_one else 0):
-            raise ValueError(f"--{name} {values[name]}: must be at least {1 if name in at_least_one else 0}")
-    if not 0 <= hparams.dropout < 1:
-        raise ValueError(f"--dropout {hparams.dropout}: must be in [0, 1)")
-    if not 0 <= config.min_lr_ratio <= 1:
-        raise ValueError(f"--min_lr_ratio {config.min_lr_ratio}: must be in [0, 1]")
+    for name in at_least_one + at_least_zero:  # NaN and infinity fail too
+        if not (1 if name in at_least_one else 0) <= values[name] < math.inf:
+            raise ValueError(f"--{name} {values[name]}: must be finite and at least {1 if name in at_least_one else 0}")
+    rules = [("dropout", 0 <= hparams.dropout < 1, "in [0, 1)"),
+             ("min_lr_ratio", 0 <= config.min_lr_ratio <= 1, "in [0, 1]"),
+             ("n_ctx", hparams.n_ctx >= 2, "at least 2: a token and the next"), ("out", config.out != "", "a folder"),
+             ("seed", 0 <= config.seed < 2 ** 31, "in [0, 2^31): a 32-bit stateless seed")]
+    for name, ok, rule in rules:
+        if not ok:
+            raise ValueError(f"--{name} {values[name]!r}: must be {rule}")
     for name, choices in [("optimizer", ("adafactor", "adam")), ("precision", ("float32", "bfloat16"))]:
         if values[name] not in choices:
             raise ValueError(f"--{name} {values[name]}: use {' or '.join(choices)}")
     rows_per_replica(config, config.replicas or 1)
-    if config.init_from and not tf.io.gfile.isdir(config.init_from):
-        raise ValueError(f"--init_from {config.init_from}: no such directory")
     if config.tpu:
         check_tpu_build()
 
@@ -378,9 +391,12 @@ def connect_tpu():
     return resolver
 
 
-def check_tpu_build(installed=None):
-    """Raises a one-line ValueError if this TensorFlow is not the TPU build, alone.
+def check_tpu_build(installed=None, python=sys.version_info[:2]):
+    """Raises a one-line ValueError if this Python or this TensorFlow cannot drive a TPU.
     installed: the names of the TensorFlow distributions installed (default: read from pip's records)."""
+    if python >= (3, 13):  # the newest TPU build seen on a v5e (requirements-tpu.txt) has wheels up to 3.12
+        raise ValueError(f"--tpu: tensorflow-tpu 2.19.1 has no wheel for Python {python[0]}.{python[1]}: on Colab, "
+                         "'Change runtime version' (command palette, Ctrl+Shift+P) to 26.07, each session; else 3.12")
     if installed is None:
         installed = {(d.metadata["Name"] or "").lower() for d in importlib.metadata.distributions()}
     installed = set(installed) & {"tensorflow", "tensorflow-cpu", "tensorflow-tpu"}
@@ -492,7 +508,8 @@ class Trainer:
         if self.config.grad_clip > 0:
             grads, _ = tf.clip_by_global_norm(grads, self.config.grad_clip, use_norm=norm)
         self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
-        self.loss_sum.assign_add(loss)
+        # A token id >= n_vocab (a corrupt shard) is no error on every device: the loss marks it, far below 0
+        self.loss_sum.assign_add(tf.where(tf.reduce_max(batch) < self.hparams.n_vocab, loss, -1e9))
         self.grad_norm.assign(norm)
 
     def train_loop(self, iterator, steps):
@@ -509,7 +526,8 @@ class Trainer:
         micro = tf.reshape(batch, [n, self.micro_batch, batch.shape[1]])  # (n, b / n, T + 1)
         for i in tf.range(n):
             rows = micro[i]  # (b / n, T + 1)
-            self.loss_sum.assign_add(gpt2.cross_entropy(self.model(rows[:, :-1]), rows[:, 1:]) / n)
+            loss = gpt2.cross_entropy(self.model(rows[:, :-1]), rows[:, 1:]) / n
+            self.loss_sum.assign_add(tf.where(tf.reduce_max(rows) < self.hparams.n_vocab, loss, -1e9))  # as in training
 
     def eval_loop(self, iterator, steps):
         """Mean loss over `steps` batches of the iterator."""
@@ -528,6 +546,9 @@ def prepare_data(config):
     if meta:
         return config.data, meta
     path, vocab = os.path.join(config.out, "data"), config.vocab or config.init_from or "4096"
+    if config.tpu:  # tokenizing forks workers, and this process's TensorFlow holds the TPU (libtpu admits one)
+        raise ValueError(f"--tpu trains on prepared data only, and {config.data} is not a directory data.py made: "
+                         f"python data.py --input {config.data} --output DIR --vocab {vocab}, then --data DIR")
     meta = data.read_meta(path)
     if not (meta and meta["source"] == config.data and meta.get("vocab") == vocab):
         print(f"preparing {config.data!r} in {path} (vocabulary: {vocab})")
@@ -535,22 +556,75 @@ def prepare_data(config):
     return path, meta
 
 
-def start_out(hparams, config, data_dir):
-    """OUT at the start of a run: hparams.json and the vocabulary (so OUT is a model for sample.py
-    while it trains), config.json, and no `checkpoint` marker of an earlier run's export (stale
-    from here on: without it gpt2.load(OUT) reads checkpoints/ until this run exports)."""
+# The settings that make a run what it is: a rerun in its OUT must keep them (--steps, the
+# intervals, --recompute, --grad_accum, the learning rate and the rest may change).
+DEFINING = ["data", "vocab", "init_from", "n_ctx", "n_embd", "n_head", "n_layer", "dropout", "batch_size",
+            "optimizer", "seed", "precision"]
+
+
+def claim_out(hparams, config, log):
+    """Before anything in OUT is touched: takes OUT/train.lock for this process (its PID and host),
+    so that a second train.py on one OUT refuses to overwrite it, and checks a rerun against the
+    run it would resume (OUT's config.json). Returns the lock's path, removed when the run ends."""
+    lock = os.path.join(config.out, "train.lock")
+    if tf.io.gfile.exists(lock):
+        with tf.io.gfile.GFile(lock) as f:
+            pid, host = f.read().split()
+        if host != socket.gethostname() or (int(pid) != os.getpid() and alive(int(pid))):
+            raise ValueError(f"{config.out} is in use by train.py, process {pid} on {host}: wait for it, stop it, or "
+                             f"use another --out (if that process is gone, delete {lock})")
+        log(f"note: process {pid}, which held {lock}, is gone: taking it over")
+    record = os.path.join(config.out, "config.json")
+    if tf.io.gfile.exists(record) and tf.io.gfile.glob(os.path.join(config.out, "checkpoints", "ckpt-*.index")):
+        with tf.io.gfile.GFile(record) as f:
+            run = json.load(f)
+        given = {**dataclasses.asdict(hparams), **dataclasses.asdict(config)}
+        for name in DEFINING:
+            if name in run and run[name] != given[name]:
+                raise ValueError(f"--{name} {given[name]!r}, but the run in {config.out} has {run[name]!r}: give its "
+                                 "value to resume that run, or another --out to start a new one")
     tf.io.gfile.makedirs(config.out)
+    with tf.io.gfile.GFile(lock, "w") as f:
+        f.write(f"{os.getpid()} {socket.gethostname()}")
+    return lock
+
+
+def alive(pid):
+    """Whether process pid runs (a PermissionError, for another user's process, is one line in main)."""
+    try:
+        os.kill(pid, 0)  # signal 0 sends nothing: it only asks
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def start_out(hparams, config, data_dir, resumed):
+    """OUT at the start of a run: hparams.json and the vocabulary (so OUT is a model for sample.py
+    while it trains), no `checkpoint` marker of an earlier run's export (stale from here on: without
+    it gpt2.load(OUT) reads checkpoints/ until this run exports), and a new run's config.json (a
+    resumed run keeps the record it is checked against)."""
     gpt2.save_hparams(hparams, config.out)
     for name in ("encoder.json", "vocab.bpe"):
         tf.io.gfile.copy(os.path.join(data_dir, name), os.path.join(config.out, name), overwrite=True)
     gpt2.remove_export_marker(config.out)
-    with tf.io.gfile.GFile(os.path.join(config.out, "config.json"), "w") as f:
-        json.dump({**dataclasses.asdict(hparams), **dataclasses.asdict(config)}, f, indent=1)
+    if not resumed:
+        with tf.io.gfile.GFile(os.path.join(config.out, "config.json"), "w") as f:
+            json.dump({**dataclasses.asdict(hparams), **dataclasses.asdict(config)}, f, indent=1)
 
 
 def train(hparams, config, strategy=None, log=print):
-    """Trains (or resumes) a run in config.out. Returns the Trainer.
+    """Trains (or resumes) a run in config.out, which it holds alone while it runs. Returns the Trainer."""
+    if config.init_from:  # fine-tuning: the model's own shape
+        hparams = dataclasses.replace(gpt2.load_hparams(config.init_from), dropout=hparams.dropout)
+    lock = claim_out(hparams, config, log)
+    try:
+        return run(hparams, config, strategy, log)
+    finally:
+        tf.io.gfile.remove(lock)
 
+
+def run(hparams, config, strategy, log):
+    """The run in OUT, from its start or where it stopped:
     1. data: prepare the corpus into shards once, and read the vocabulary size from it;
     2. model and optimizer under the strategy, restored from the last checkpoint if any;
     3. the loop: steps_per_loop steps per call, then log, evaluate and save at their intervals;
@@ -558,11 +632,9 @@ def train(hparams, config, strategy=None, log=print):
     """
     data_dir, meta = prepare_data(config)  # first: tokenizing forks worker processes, which a TPU runtime must not see
     strategy = strategy or make_strategy(config.tpu)
-    if config.init_from:
-        hparams = dataclasses.replace(gpt2.load_hparams(config.init_from), dropout=hparams.dropout)
-        if hparams.n_vocab != meta["n_vocab"]:
-            raise ValueError(f"--init_from {config.init_from} has a vocabulary of {hparams.n_vocab}, but {data_dir} "
-                             f"was tokenized with {meta['n_vocab']} ids: prepare the data with its vocabulary")
+    if config.init_from and hparams.n_vocab != meta["n_vocab"]:
+        raise ValueError(f"--init_from {config.init_from} has a vocabulary of {hparams.n_vocab}, but {data_dir} "
+                         f"was tokenized with {meta['n_vocab']} ids: prepare the data with its vocabulary")
     hparams = dataclasses.replace(hparams, n_vocab=meta["n_vocab"])  # the vocabulary decides V
     trainer = Trainer(hparams, config, strategy)
     model, optimizer = trainer.model, trainer.optimizer
@@ -576,16 +648,30 @@ def train(hparams, config, strategy=None, log=print):
     # Everything a resumed run needs: weights, optimizer state (its step count included) and
     # the data position. Dropout's randomness is a function of the step, so no RNG state.
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, data=train_iterator)
-    manager = tf.train.CheckpointManager(checkpoint, os.path.join(config.out, "checkpoints"), max_to_keep=3)
-    if manager.latest_checkpoint:
-        gpt2.restore(checkpoint, manager.latest_checkpoint)
-        log(f"resumed from {manager.latest_checkpoint} at step {int(optimizer.iterations.numpy())}")
-    start_out(hparams, config, data_dir)
+    # The newest checkpoint by its files, not by the state file (checkpoints/checkpoint), which a fault
+    # can leave unreadable or naming one cut off: never a silent restart from step 0
+    directory = os.path.join(config.out, "checkpoints")
+    try:
+        manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=3)
+    except UnicodeDecodeError:  # a state file of binary garbage (text garbage TensorFlow ignores): rebuilt
+        tf.io.gfile.remove(os.path.join(directory, "checkpoint"))
+        manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=3)
+    found = [name[:-len(".index")] for name in tf.io.gfile.glob(os.path.join(directory, "ckpt-*.index"))]
+    found.sort(key=lambda prefix: int(prefix.rsplit("-", 1)[1]))  # ckpt-N: N is the step
+    if found:
+        try:
+            gpt2.restore(checkpoint, found[-1])
+        except ValueError as e:  # cut off: the one before it may be whole
+            before = f"; {found[-2]}, the one before, may be whole: delete {found[-1]}.* to use it" if found[1:] else ""
+            raise ValueError(f"{e}{before}") from None
+        log(f"resumed from {found[-1]} at step {int(optimizer.iterations.numpy())}")
+    start_out(hparams, config, data_dir, resumed=bool(found))
 
-    tokens_per_step = config.batch_size * hparams.n_ctx
-    peak, peak_text = peak_flops(strategy, model.wte.device, model.compute_dtype)  # for MFU, below
+    tokens_per_step, replicas = config.batch_size * hparams.n_ctx, strategy.num_replicas_in_sync
+    peak, peak_text = peak_flops(tpu_type() if config.tpu else "", model.wte.device, model.compute_dtype)  # for MFU
+    planned = sum(memory_plan(hparams, config, replicas).values())
     devices = sorted({v.device for v in getattr(model.wte, "values", [model.wte])})  # one per replica
-    log(f"{gpt2.num_params(hparams):,} parameters, {strategy.num_replicas_in_sync} replica(s) on "
+    log(f"{gpt2.num_params(hparams):,} parameters, {replicas} replica(s) on "
         f"{', '.join(devices)}, {tokens_per_step:,} tokens per step, peak {peak_text}")
     # Two logs of the same numbers: TensorBoard (tensorboard --logdir OUT/logs) and a JSON line
     # per log step, appended, so a resumed run continues the same file.
@@ -599,9 +685,10 @@ def train(hparams, config, strategy=None, log=print):
             n = min(config.steps_per_loop, config.steps - step)
             loss, norm = trainer.train_loop(train_iterator, tf.constant(n))  # n steps, one call
             loss = float(loss)  # waits for the device: the only sync point per loop
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss} in steps {step + 1}..{step + n}; stopping. The last good "
-                                         f"checkpoint is {manager.latest_checkpoint} (try a lower --learning_rate)")
+            if step == start_step:  # the first call compiles the loop (again in every new process)
+                log(f"first call: {n} steps in {time.time() - start_time:.1f} s, compiling included"
+                    f"{measured_memory(model.wte.device, planned)}")
+            check_loss(loss, f"steps {step + 1}..{step + n}", manager.latest_checkpoint)
             step, window_steps, window_loss = step + n, window_steps + n, window_loss + loss * n
             at = lambda interval: step % interval < n or step == config.steps  # noqa: E731  (crossed in these n steps)
             record = {}  # this loop's line of metrics.jsonl, if any
@@ -610,14 +697,15 @@ def train(hparams, config, strategy=None, log=print):
                 # MFU: the share of the devices' peak FLOP/s that the model's own arithmetic uses
                 record = {"step": step, "train_loss": window_loss / window_steps, "grad_norm": float(norm),
                           "learning_rate": float(trainer.schedule(step)), "tokens_per_sec": tokens_per_sec,
-                          "mfu": tokens_per_sec * gpt2.flops_per_token(hparams) / peak}
+                          "mfu": tokens_per_sec * gpt2.flops_per_token(hparams) / (peak * replicas)}
                 remaining = (config.steps - step) * (time.time() - start_time) / (step - start_step)
                 log(f"step {step:6d} | loss {record['train_loss']:.4f} | lr {record['learning_rate']:.2e} | "
                     f"{tokens_per_sec:8.0f} tok/s | MFU {100 * record['mfu']:4.1f}% | {remaining / 60:5.1f} min left")
                 window_start, window_steps, window_loss = time.time(), 0, 0.0
             if at(config.eval_interval):  # a fresh iterator each time: the same held-out batches
-                val_loss = trainer.eval_loop(iter(val_data), tf.constant(config.eval_steps))
-                record.update(step=step, val_loss=float(val_loss))
+                val_loss = float(trainer.eval_loop(iter(val_data), tf.constant(config.eval_steps)))
+                check_loss(val_loss, f"the {val_split} split at step {step}", manager.latest_checkpoint)
+                record.update(step=step, val_loss=val_loss)
                 log(f"step {step:6d} | val loss {record['val_loss']:.4f} ({val_split} split)")
             if record:
                 metrics.write(json.dumps(record) + "\n")
@@ -638,6 +726,16 @@ def train(hparams, config, strategy=None, log=print):
     return trainer
 
 
+def check_loss(loss, where, checkpoint):
+    """Stops a run at a loss it cannot go on from, in one line with the likely cause: below 0, the
+    mark of token ids >= n_vocab (see Trainer.replica_step); NaN or infinity, a diverged model."""
+    if loss < 0:
+        raise ValueError(f"{where} read token ids >= n_vocab: shards corrupt or of another vocabulary (rerun data.py)")
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"loss is {loss} in {where}; stopping. The last good checkpoint is {checkpoint} "
+                                 "(try a lower --learning_rate)")
+
+
 def closing_sample(model, out, length, seed=0):
     """A first look at what the model learned: `length` tokens from <|endoftext|>, decoded with
     the vocabulary in `out`. Works wherever the model lives (sample.generate places itself)."""
@@ -656,50 +754,64 @@ def main(argv=None):
             print("\n".join(memory_table(hparams, config, replicas)))
             return
         trainer = train(hparams, config)
-    except (ValueError, FloatingPointError) as e:  # a user's mistake or a diverged run: one line
-        sys.exit(f"error: {e}")
-    except KeyboardInterrupt:
+        print(f"saved the model to {config.out}")
+        if config.sample_length:
+            print("-" * 80 + "\n" + closing_sample(trainer.model, config.out, config.sample_length, config.seed) +
+                  "\n" + "-" * 80)
+    # A user's mistake, a diverged run, or a storage fault (a full disk, a read-only OUT, gs:// without
+    # access): one line. What was saved stays saved, and the same command resumes.
+    except (ValueError, FloatingPointError, OSError, tf.errors.OpError) as e:
+        sys.exit(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (below): the loop has saved first
         sys.exit(130)
-    print(f"saved the model to {config.out}")
-    if config.sample_length:
-        print("-" * 80 + "\n" + closing_sample(trainer.model, config.out, config.sample_length, config.seed) +
-              "\n" + "-" * 80)
 
 # ---- everything below is diagnostics: how fast (MFU) and how much memory, not the training itself ----
 
-def measure_peak_flops(device, dtype=tf.float32, n=2048, seconds=1.0):
-    """The FLOP/s of one device on large matrix products: the ceiling MFU is measured against.
-    (On CPUs no spec sheet says what TensorFlow can reach; on GPUs and TPUs this is a bit below
-    the advertised peak, so the MFU shown is a bit above the spec-sheet MFU.)"""
+def measure_peak_flops(device, dtype=tf.float32, n=2048, products=8, seconds=1.0):
+    """The FLOP/s of one device on chains of large matrix products: the ceiling MFU is measured
+    against where no spec sheet says what TensorFlow can reach (CPUs; GPUs too, for simplicity).
+    A call runs `products` products of 2 n^3 FLOPs and sends one number back to the host."""
     with tf.device(device):  # where a replica runs, not wherever eager ops default to
-        a = tf.cast(tf.random.normal([n, n]), dtype)  # 2048^3 multiply-adds: big enough to saturate
+        a = tf.cast(tf.random.normal([n, n]), dtype)
 
         @tf.function(jit_compile=True)
-        def products(x):
-            for _ in range(8):
+        def chain(x):
+            for _ in range(products):
                 x = tf.matmul(x, a) * 0.01  # scaled to stay finite
-            return x
-        products(a).numpy()  # compile (and warm up) before the clock starts
+            return tf.reduce_sum(tf.cast(x, tf.float32))  # a scalar: the host waits, but copies nothing
+        float(chain(a))  # compile (and warm up) before the clock starts
         runs, start = 0, time.time()
         while time.time() - start < seconds:
-            products(a).numpy()
+            float(chain(a))
             runs += 1
-    return runs * 8 * 2 * n ** 3 / (time.time() - start)  # 8 products of 2 n^3 FLOPs per run
+    return runs * products * 2 * n ** 3 / (time.time() - start)
 
 
 # Published bfloat16 peaks per replica: a v2 or v3 replica is one core (half a chip); from v4
-# on, one chip. Sources: cloud.google.com/tpu/docs/v2, /v3, /v4, /v5e, /v6e (system architecture).
+# on, one chip. Sources: cloud.google.com/tpu/docs/v2, /v3, /v4, /v5e, /v5p, /v6e (system architecture).
 TPU_PEAK_FLOPS = {"v2": 22.5e12, "v3": 61.5e12, "v4": 275e12, "v5e": 197e12, "v5p": 459e12, "v6e": 918e12}
 
 
-def peak_flops(strategy, device, dtype):
-    """Peak FLOP/s of all replicas, and where the figure comes from: measured on one replica's
-    device; on a TPU, the published figure (MFU is defined against it), the measured one beside it."""
-    measured = measure_peak_flops(device, dtype)
-    chip = tpu_type() if isinstance(strategy, tf.distribute.TPUStrategy) else ""
-    used = TPU_PEAK_FLOPS.get(chip, measured)
-    source = f"published for TPU {chip}, {measured / 1e12:.0f}T measured" if chip in TPU_PEAK_FLOPS else "measured"
-    return used * strategy.num_replicas_in_sync, f"{used / 1e9:,.0f} GFLOP/s per replica ({source})"
+def peak_flops(chip, device, dtype):
+    """One replica's peak FLOP/s, which MFU divides by, and a line on where it comes from. On a TPU
+    (chip: its generation) MFU is defined against the published peak; the one measured here, with
+    products sized for a TPU (8192^2, 20 a call: about 0.1 s on a v5e), is only printed beside it."""
+    if chip not in TPU_PEAK_FLOPS:
+        measured = measure_peak_flops(device, dtype)
+        return measured, f"{measured / 1e9:,.0f} GFLOP/s per replica (measured)"
+    measured = measure_peak_flops(device, dtype, n=8192, products=20)
+    return TPU_PEAK_FLOPS[chip], (f"{TPU_PEAK_FLOPS[chip] / 1e12:,.0f} TFLOP/s per replica (published for TPU {chip}; "
+                                  f"{measured / 1e12:,.0f} measured)")
+
+
+def measured_memory(device, planned):
+    """After a compiled step, one replica's peak memory beside the plan's total, for the log; '' where
+    TensorFlow keeps no count (on a CPU it raises, or in newer versions counts 0)."""
+    try:
+        peak = tf.config.experimental.get_memory_info(device.split("device:")[-1])["peak"]  # 'TPU:0'
+    except (ValueError, tf.errors.OpError):
+        return ""
+    return f"; memory: {peak / GIB:.2f} GiB at one replica's peak, {planned / GIB:.2f} planned" if peak else ""
 
 
 # ---- will it fit? The memory plan (--dry_run) ------------------------------------------------
@@ -783,4 +895,5 @@ def memory_table(hparams, config, replicas):
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a cloud's preemption, handled as Ctrl-C: save, exit
     main()

@@ -51,10 +51,10 @@ data.prepare(os.path.join(texts, "*.txt"), corpus, vocab_dir, val_fraction=0.2, 
 tiny = gpt2.HParams(n_vocab=50257, n_ctx=32, n_embd=32, n_head=2, n_layer=2)
 
 
-def config(name, steps=4, grad_accum=1):
+def config(name, steps=4, grad_accum=1, recompute=False):
     return train.TrainConfig(data=corpus, out=os.path.join(out, name), steps=steps, batch_size=4, steps_per_loop=1,
                              log_interval=1, eval_interval=4, eval_steps=2, save_interval=2, warmup_steps=2,
-                             sample_length=0, grad_accum=grad_accum)
+                             sample_length=0, grad_accum=grad_accum, recompute=recompute)
 
 
 def metrics(name):
@@ -75,11 +75,17 @@ one = train.train(tiny, config("one"), tf.distribute.get_strategy(), log=quiet)
 train.train(tiny, config("resumed"), two_replicas(), log=quiet)
 two = train.train(tiny, config("two"), two_replicas(), log=quiet)
 accum = train.train(tiny, config("accum", grad_accum=2), two_replicas(), log=quiet)
+# --recompute on the path TPUStrategy takes (plain step functions under a strategy), alone and
+# with --grad_accum 2: tf.recompute_grad inside strategy.run, inside the accumulation loop
+recompute = train.train(tiny, config("recompute", recompute=True), two_replicas(), log=quiet)
+both = train.train(tiny, config("both", grad_accum=2, recompute=True), two_replicas(), log=quiet)
 results.update(replicas=[one.strategy.num_replicas_in_sync, two.strategy.num_replicas_in_sync],
                steps_two=int(two.optimizer.iterations.numpy()),
                metrics_one=metrics("one"), metrics_two=metrics("two"), metrics_resumed=metrics("resumed"),
                weights_init=weights(gpt2.GPT2(tiny, seed=0)), weights_one=weights(one.model),
                weights_two=weights(two.model), metrics_accum=metrics("accum"), weights_accum=weights(accum.model),
+               metrics_recompute=metrics("recompute"), weights_recompute=weights(recompute.model),
+               metrics_both=metrics("both"), weights_both=weights(both.model),
                closing_sample=train.closing_sample(two.model, os.path.join(out, "two"), 8))
 
 # 3. The graph of one step under two replicas: the host's split and strategy.run of the step.

@@ -76,6 +76,15 @@ def test_micro_batches_on_two_replicas_equal_one_batch(results):
     assert_trained_alike(results["weights_init"], results["weights_one"], results["weights_accum"])
 
 
+@pytest.mark.parametrize("run", ["recompute", "both"])
+def test_recomputation_on_two_replicas_equals_one_device(results, run):
+    # --recompute (and --recompute --grad_accum 2) on two replicas, the plain step functions
+    # TPUStrategy runs (tested before only under one device's XLA), against one device without
+    # either: recomputing a block's activations gives the same gradients
+    assert_same_curves(results["metrics_one"], results[f"metrics_{run}"])
+    assert_trained_alike(results["weights_init"], results["weights_one"], results[f"weights_{run}"])
+
+
 def test_resume_with_another_replica_count(results):
     # Two steps on one replica (Colab's one core), resumed to four on two (Kaggle's eight, in
     # miniature): the checkpoint holds the weights, the optimizer and the host's data position,

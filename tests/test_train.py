@@ -306,7 +306,7 @@ def test_bad_input_gets_one_line(tmp_path, corpus, capsys):
     code, line = run_cli("--config", str(tmp_path / "c.json"))
     assert code != 0 and "unknown config field(s) ['n_layers']" in line
     code, line = run_cli("--data", corpus, "--out", str(tmp_path / "o"), "--init_from", str(tmp_path / "missing"))
-    assert code != 0 and line == f"error: --init_from {tmp_path / 'missing'}: no such directory"
+    assert code != 0 and line == f"error: no model directory {tmp_path / 'missing'}"  # --init_from's
     small = gpt2.HParams(n_vocab=300, n_ctx=16, n_embd=8, n_head=2, n_layer=1)  # another vocabulary than corpus's
     gpt2.save_hparams(small, str(tmp_path))
     code, line = run_cli("--data", corpus, "--out", str(tmp_path / "o6"), "--init_from", str(tmp_path))
@@ -320,9 +320,9 @@ def test_bad_input_gets_one_line(tmp_path, corpus, capsys):
     (tmp_path / "bad.json").write_text('{"n_layer": 3,}')
     code, line = run_cli("--config", str(tmp_path / "bad.json"))
     assert code != 0 and line.startswith(f"error: --config {tmp_path / 'bad.json'}: not a JSON object")
-    for flags, message in [(["--batch_size", "0"], "error: --batch_size 0: must be at least 1"),
-                           (["--steps", "-5"], "error: --steps -5: must be at least 1"),
-                           (["--learning_rate", "-1"], "error: --learning_rate -1.0: must be at least 0"),
+    for flags, message in [(["--batch_size", "0"], "error: --batch_size 0: must be finite and at least 1"),
+                           (["--steps", "-5"], "error: --steps -5: must be finite and at least 1"),
+                           (["--learning_rate", "-1"], "error: --learning_rate -1.0: must be finite and at least 0"),
                            (["--n_head", "5"], "error: n_embd (256) must be a multiple of n_head (5)"),
                            (["--dropout", "1"], "error: --dropout 1.0: must be in [0, 1)")]:
         code, line = run_cli(*flags, "--out", str(tmp_path / "o5"))
