@@ -408,9 +408,9 @@ def prepare(source, out, vocab=4096, val_fraction=0.005, processes=None, vocab_t
         raise ValueError(f"--val_fraction {val_fraction}: must be in [0, 1)")
     if processes is not None and processes < 1:
         raise ValueError(f"--processes {processes}: must be at least 1")
-    folder = lambda path: os.path.join(os.path.abspath(path), "")  # noqa: E731  ('a/b' -> '/cwd/a/b/')
-    files = [f for f in corpus_files(source) if not folder(f).startswith(folder(out))]  # OUT is never an input
-    splits = split_corpus(files, val_fraction)  # {"train": jobs, "val": jobs}
+    # OUT, and what is in it, is never an input (--output inside --input's glob): 'a' -> '/cwd/a/'
+    folder = lambda path: os.path.join(os.path.abspath(path), "")  # noqa: E731
+    splits = split_corpus([f for f in corpus_files(source) if not folder(f).startswith(folder(out))], val_fraction)
     # 1. The vocabulary: GPT-2's (or any saved one), or learned here from the training split only,
     #    so that the held-out split stays unseen. A sample of 20 MB is plenty for BPE.
     if str(vocab).isdigit():

@@ -253,8 +253,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:  # every flag checked before any work: a mistake is one line
         check_settings("--", **{name: getattr(args, name) for name in RULES})
-        if args.prompt_file and not tf.io.gfile.exists(args.prompt_file):
-            raise ValueError(f"--prompt_file {args.prompt_file}: no such file")
         sample_or_score(args)
     except (ValueError, OSError, tf.errors.OpError) as e:  # a mistake, or a storage fault: one line
         sys.exit(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
@@ -278,10 +276,9 @@ def sample_or_score(args):
     context = encoder.encode(prompt) if prompt else [encoder.eot]
     if args.length > 16 * model.hparams.n_ctx:  # hours on a CPU, with nothing printed
         raise ValueError(f"--length {args.length}: at most 16 x n_ctx ({16 * model.hparams.n_ctx}) in one sample")
-    limit = model.hparams.n_ctx - 1
-    if len(context) > limit:
-        print(f"warning: the prompt has {len(context)} tokens; keeping its last {limit} (n_ctx - 1)", file=sys.stderr)
-        context = context[-limit:]
+    if len(context) >= model.hparams.n_ctx:  # room for the first new token
+        print(f"warning: the prompt has {len(context)} tokens; keeping its last n_ctx - 1", file=sys.stderr)
+        context = context[1 - model.hparams.n_ctx:]
     for done in range(0, args.num_samples, args.batch_size):
         seed = None if args.seed is None else args.seed + done  # a new seed per batch, repeatably
         batch = generate(model, [context] * args.batch_size, args.length, args.temperature, args.top_k,

@@ -322,13 +322,12 @@ def check_config(hparams, config):
     rules = [("dropout", 0 <= hparams.dropout < 1, "in [0, 1)"),
              ("min_lr_ratio", 0 <= config.min_lr_ratio <= 1, "in [0, 1]"),
              ("n_ctx", hparams.n_ctx >= 2, "at least 2: a token and the next"), ("out", config.out != "", "a folder"),
-             ("seed", 0 <= config.seed < 2 ** 31, "in [0, 2^31): a 32-bit stateless seed")]
+             ("seed", 0 <= config.seed < 2 ** 31, "in [0, 2^31): a 32-bit stateless seed"),
+             ("optimizer", config.optimizer in ("adafactor", "adam"), "adafactor or adam"),
+             ("precision", config.precision in ("float32", "bfloat16"), "float32 or bfloat16")]
     for name, ok, rule in rules:
         if not ok:
             raise ValueError(f"--{name} {values[name]!r}: must be {rule}")
-    for name, choices in [("optimizer", ("adafactor", "adam")), ("precision", ("float32", "bfloat16"))]:
-        if values[name] not in choices:
-            raise ValueError(f"--{name} {values[name]}: use {' or '.join(choices)}")
     rows_per_replica(config, config.replicas or 1)
     if config.tpu:
         check_tpu_build()
@@ -400,13 +399,13 @@ def check_tpu_build(installed=None, python=sys.version_info[:2]):
     if installed is None:
         installed = {(d.metadata["Name"] or "").lower() for d in importlib.metadata.distributions()}
     installed = set(installed) & {"tensorflow", "tensorflow-cpu", "tensorflow-tpu"}
-    install = "pip install -r requirements-tpu.txt"
     if "tensorflow-tpu" not in installed:
-        raise ValueError(f"--tpu: TensorFlow's TPU build (tensorflow-tpu) is not installed: {install}")
+        raise ValueError("--tpu: TensorFlow's TPU build (tensorflow-tpu) is not installed: "
+                         "pip install -r requirements-tpu.txt")
     if len(installed) > 1:
         names = " ".join(sorted(installed))
         raise ValueError(f"--tpu: {names} are installed together (the CPU build over the TPU build?): "
-                         f"pip uninstall -y {names}, then {install}")
+                         f"pip uninstall -y {names}, then pip install -r requirements-tpu.txt")
 
 
 # ---- the compiled steps ------------------------------------------------------------------------

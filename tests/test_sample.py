@@ -208,7 +208,7 @@ def test_cli_bad_input(model_dir, tmp_path, capsys):
     for args, message in [(["--top_p", "1.5"], "--top_p 1.5"), (["--top_p", "0"], "--top_p 0"),
                           (["--temperature", "-1"], "--temperature -1"), (["--top_k", "-2"], "--top_k -2"),
                           (["--length", "0"], "--length 0"), (["--batch_size", "0"], "--batch_size 0"),
-                          (["--prompt_file", str(tmp_path / "none.txt")], "--prompt_file")]:
+                          (["--prompt_file", str(tmp_path / "none.txt")], "none.txt; No such file")]:
         code, _, line = run_cli(capsys, "--model", model_dir, *args)
         assert code != 0 and message in line, (args, line)
     code, _, line = run_cli(capsys, "--model", str(tmp_path / "missing"))
