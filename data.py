@@ -18,6 +18,7 @@ import argparse
 import glob
 import heapq
 import json
+import math
 import multiprocessing
 import os
 import random
@@ -327,7 +328,8 @@ def read_text(path):
 # Documents are joined with <|endoftext|> after each. data.json, written last, lists the
 # shards and marks the directory complete.
 
-SHARD_TOKENS = 50_000_000  # 100 MB per shard
+SHARD_TOKENS = 50_000_000  # at most 100 MB per shard
+MIN_SHARDS = 16  # per split, where it has as many documents: dataset() reads 16 shards side by side
 _worker_encoder = None  # the Encoder in each worker process, set by _init_worker
 
 
@@ -377,32 +379,37 @@ def _encode_job(job):
     return np.array(_worker_encoder.encode(read_job(job)) + [_worker_encoder.eot], dtype=np.uint16)
 
 
-def write_shards(out, split, documents, n_documents):
-    """Writes n_documents token arrays to OUT/{split}_000000.bin, _000001.bin, ... and returns
-    what data.json says of them: {split}_tokens, {split}_documents, {split}_shards.
-
-    A shard's documents are kept in memory until it holds SHARD_TOKENS (or the last document),
-    then written in one piece, so a shard on gs:// is one upload.
-    """
-    shards, buffer, n_tokens = [], [], 0
-    for i, tokens in enumerate(documents):
-        buffer.append(tokens)
-        n_tokens += len(tokens)
-        progress(f"tokenizing {split}: {i + 1}/{n_documents} files, {n_tokens:,} tokens", done=i + 1 == n_documents)
-        if n_tokens >= (len(shards) + 1) * SHARD_TOKENS or i + 1 == n_documents:  # past this shard's end
-            shards.append(f"{split}_{len(shards):06d}.bin")
-            with tf.io.gfile.GFile(os.path.join(out, shards[-1]), "wb") as f:
-                f.write(np.concatenate(buffer).astype("<u2").tobytes())
-            buffer = []
+def write_shards(out, split, documents, n_documents, n_shards):
+    """Writes n_documents token arrays, document i into shard i % n_shards (OUT/{split}_000000.bin,
+    _000001.bin, ...), and returns what data.json says of them: {split}_tokens, {split}_documents,
+    {split}_shards. The documents arrive shuffled (prepare), so each shard is mixed text from its start."""
+    shards = [f"{split}_{i:06d}.bin" for i in range(n_shards)]
+    files, n_tokens = [tf.io.gfile.GFile(os.path.join(out, name), "wb") for name in shards], 0
+    try:
+        for i, tokens in enumerate(documents):
+            files[i % n_shards].write(tokens.astype("<u2").tobytes())
+            n_tokens += len(tokens)
+            progress(f"tokenizing {split}: {i + 1}/{n_documents} files, {n_tokens:,} tokens", done=i + 1 == n_documents)
+    finally:
+        for f in files:
+            f.close()
     return {f"{split}_tokens": n_tokens, f"{split}_documents": n_documents, f"{split}_shards": shards}
 
 
-def prepare(source, out, vocab=4096, val_fraction=0.005, processes=None, vocab_train_bytes=20_000_000):
+def shard_count(jobs):
+    """Shards for a split: at least MIN_SHARDS where it has as many documents, and enough that none
+    holds more than SHARD_TOKENS: a token is at least one byte, so b bytes of text are at most b tokens."""
+    most_tokens = sum((end - begin) * tf.io.gfile.stat(path).length + 1 for path, begin, end in jobs)  # + <|endoftext|>
+    return max(min(MIN_SHARDS, len(jobs)), math.ceil(most_tokens / SHARD_TOKENS))
+
+
+def prepare(source, out, vocab=4096, val_fraction=0.005, processes=None, vocab_train_bytes=20_000_000, seed=0):
     """Tokenizes a corpus into OUT: encoder files, uint16 shards and data.json. Returns data.json's
     contents. Every argument is checked before the work (a ValueError, one line).
 
     vocab: a directory holding encoder.json/vocab.bpe, or a size N to train a vocabulary on
     the training documents, whole, until they hold vocab_train_bytes characters.
+    seed: the documents' order in the shards (data.json's data_seed): the same seed, the same shards.
     """
     if not 0 <= val_fraction < 1:
         raise ValueError(f"--val_fraction {val_fraction}: must be in [0, 1)")
@@ -411,6 +418,8 @@ def prepare(source, out, vocab=4096, val_fraction=0.005, processes=None, vocab_t
     # OUT, and what is in it, is never an input (--output inside --input's glob): 'a' -> '/cwd/a/'
     folder = lambda path: os.path.join(os.path.abspath(path), "")  # noqa: E731
     splits = split_corpus([f for f in corpus_files(source) if not folder(f).startswith(folder(out))], val_fraction)
+    for jobs in splits.values():  # sorted files are local text (one package, one play): shuffled, a shard is not
+        random.Random(seed).shuffle(jobs)
     # 1. The vocabulary: GPT-2's (or any saved one), or learned here from the training split only,
     #    so that the held-out split stays unseen. A sample of 20 MB is plenty for BPE.
     if str(vocab).isdigit():
@@ -429,12 +438,13 @@ def prepare(source, out, vocab=4096, val_fraction=0.005, processes=None, vocab_t
     encoder.save(out)
 
     # 2. Tokenize every job in worker processes (BPE is pure Python: one core each), and write
-    #    each split's documents, in job order, to its shards.
-    meta = {"source": source, "vocab": str(vocab), "n_vocab": encoder.n_vocab, "eot": encoder.eot}
+    #    each split's documents, in their shuffled order, to its shards.
+    meta = {"source": source, "vocab": str(vocab), "n_vocab": encoder.n_vocab, "eot": encoder.eot, "data_seed": seed}
     context = multiprocessing.get_context("fork")  # workers inherit the encoder, no pickling
     with context.Pool(processes or os.cpu_count(), initializer=_init_worker, initargs=(encoder,)) as pool:
         for split, jobs in splits.items():
-            meta.update(write_shards(out, split, pool.imap(_encode_job, jobs, chunksize=4), len(jobs)))
+            documents = pool.imap(_encode_job, jobs, chunksize=4)
+            meta.update(write_shards(out, split, documents, len(jobs), shard_count(jobs)))
     if meta["train_tokens"] <= meta["train_documents"]:  # nothing but each document's <|endoftext|>
         raise ValueError(f"{source!r} holds no text in its training files")
     # 3. data.json last: its presence says every shard above is complete.
@@ -445,7 +455,7 @@ def prepare(source, out, vocab=4096, val_fraction=0.005, processes=None, vocab_t
 
 # ---- token shards -> tf.data -----------------------------------------------------------------
 
-def dataset(path, split, batch_size, n_ctx, seed=0, shuffle_buffer=1024, piece_windows=256, reshuffle=True):
+def dataset(path, split, batch_size, n_ctx, seed=0, shuffle_buffer=1024, reshuffle=True):
     """A repeating tf.data.Dataset of int32 windows [batch_size, n_ctx + 1] from prepared shards.
 
     Each window is n_ctx + 1 consecutive tokens: inputs window[:, :-1], targets window[:, 1:].
@@ -461,6 +471,9 @@ def dataset(path, split, batch_size, n_ctx, seed=0, shuffle_buffer=1024, piece_w
     meta = read_meta(path)
     if meta is None:
         raise ValueError(f"{path} has no data.json: prepare it first (python data.py --output {path})")
+    if "data_seed" not in meta:  # documents in file order: a shard read from its start is one package, one play
+        raise ValueError(f"{path} was prepared by an older data.py, in file order: prepare it again (python data.py "
+                         f"--input {meta['source']} --output {path} --vocab {meta['vocab']})")
     files = [os.path.join(path, name) for name in meta[f"{split}_shards"]]
     window_bytes = 2 * (n_ctx + 1)  # n_ctx + 1 tokens of 2 bytes (uint16)
     sizes = [tf.io.gfile.stat(f).length for f in files]
@@ -472,20 +485,16 @@ def dataset(path, split, batch_size, n_ctx, seed=0, shuffle_buffer=1024, piece_w
     if sum(size // window_bytes for size in sizes) < needed:
         raise ValueError(f"the {split} split of {path} has {meta[f'{split}_tokens']:,} tokens, "
                          f"too few for {needed} window(s) of {n_ctx + 1} tokens")
-    # Shards are cut into pieces of `piece_windows` windows, and 16 pieces, from anywhere in the
-    # corpus, are read at once, a window from each in turn. Text is very local (one file of
-    # tables, one long play), so this, not the shuffle buffer, is what mixes the corpus.
-    # A piece is `piece_windows` windows from window `start` on: FixedLengthRecordDataset reads
-    # past the `header` bytes before it (it reads them, it does not seek: a cost on gs://), and
-    # leaves out the `footer`, the shard's last partial window, which it would otherwise refuse
-    # (a file must be whole records); take() ends the piece.
-    pieces = [(file, start * window_bytes, size % window_bytes)  # (file, header bytes, footer bytes)
-              for file, size in zip(files, sizes) for start in range(0, size // window_bytes, piece_windows)]
-    files, headers, footers = zip(*pieces)
-    ds = tf.data.Dataset.from_tensor_slices((list(files), np.array(headers, np.int64), np.array(footers, np.int64)))
-    ds = ds.shuffle(len(pieces), seed=seed, reshuffle_each_iteration=reshuffle).repeat()  # the order of pieces
-    ds = ds.interleave(lambda file, header, footer: tf.data.FixedLengthRecordDataset(  # a window from each in turn
-        file, window_bytes, header, footer).take(piece_windows), cycle_length=16, block_length=1)
+    # Each shard is a shuffled run of documents, so 16 shards read side by side, from their start,
+    # a window from each in turn, are mixed text, and every byte is read once (a seek-free stream,
+    # as gs:// likes). FixedLengthRecordDataset leaves out the `footer`, a shard's last partial
+    # window, which it would otherwise refuse (a file must be whole records). The epochs do not
+    # overlap: repeat() comes after the interleave, and each epoch reads the shards in a new order.
+    footers = np.array([size % window_bytes for size in sizes], np.int64)
+    ds = tf.data.Dataset.from_tensor_slices((files, footers)).shuffle(len(files), seed, reshuffle_each_iteration=reshuffle)
+    ds = ds.interleave(lambda file, footer: tf.data.FixedLengthRecordDataset(file, window_bytes, footer_bytes=footer),
+                       cycle_length=min(16, len(files)), block_length=1, num_parallel_calls=tf.data.AUTOTUNE,
+                       deterministic=True).repeat()
     ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=reshuffle)  # and of nearby windows
     ds = ds.map(lambda record: tf.reshape(tf.cast(tf.io.decode_raw(record, tf.uint16), tf.int32), [n_ctx + 1]))
     ds = ds.batch(batch_size, drop_remainder=True)  # (B, n_ctx + 1)
@@ -504,9 +513,10 @@ def main(argv=None):
     parser.add_argument("--val_fraction", type=float, default=0.005,
                         help="share of files held out (one file: its end, at least 10%%)")
     parser.add_argument("--processes", type=int, default=None, help="tokenizer processes (default: one per core)")
+    parser.add_argument("--seed", type=int, default=0, help="the documents' order in the shards (data.json's data_seed)")
     args = parser.parse_args(argv)
     try:  # prepare checks every argument before its work: a mistake costs one line, not a traceback
-        meta = prepare(args.input, args.output, args.vocab, args.val_fraction, args.processes)
+        meta = prepare(args.input, args.output, args.vocab, args.val_fraction, args.processes, seed=args.seed)
     except (ValueError, OSError, tf.errors.OpError) as e:  # a mistake, or a storage fault (say, a full disk)
         sys.exit(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
     except KeyboardInterrupt:

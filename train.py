@@ -549,7 +549,7 @@ def prepare_data(config):
         raise ValueError(f"--tpu trains on prepared data only, and {config.data} is not a directory data.py made: "
                          f"python data.py --input {config.data} --output DIR --vocab {vocab}, then --data DIR")
     meta = data.read_meta(path)
-    if not (meta and meta["source"] == config.data and meta.get("vocab") == vocab):
+    if not (meta and meta["source"] == config.data and meta.get("vocab") == vocab and "data_seed" in meta):  # or old
         print(f"preparing {config.data!r} in {path} (vocabulary: {vocab})")
         meta = data.prepare(config.data, path, vocab)
     return path, meta

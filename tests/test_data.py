@@ -154,28 +154,27 @@ def test_prepare_and_dataset(tmp_path, gpt2_vocab_dir, tiktoken_gpt2):
     write_corpus(tmp_path)
     out = tmp_path / "out"
     facts = data.prepare(str(tmp_path / "*.txt"), str(out), gpt2_vocab_dir, val_fraction=0.2, processes=2)
-    assert facts["train_documents"] == 5 and facts["val_documents"] == 1
-    # the shards hold exactly each document's tokens followed by <|endoftext|>
-    tokens = np.fromfile(out / "train_000000.bin", dtype="<u2")
-    expected = []
-    val_doc = set(json.load(open(out / "data.json"))["val_shards"])
-    assert val_doc == {"val_000000.bin"}
-    docs = sorted(tmp_path.glob("*.txt"))
+    assert facts["train_documents"] == 5 and facts["val_documents"] == 1 and facts["data_seed"] == 0
+    # five documents, five shards (at most 16, one document each at least); each shard holds whole
+    # documents' tokens, each followed by <|endoftext|>, and together they hold every training document once
+    assert facts["train_shards"] == [f"train_00000{i}.bin" for i in range(5)] and facts["val_shards"] == ["val_000000.bin"]
     val_tokens = np.fromfile(out / "val_000000.bin", dtype="<u2").tolist()
-    for doc in docs:
+    expected = []
+    for doc in sorted(tmp_path.glob("*.txt")):
         ids = tiktoken_gpt2.encode_ordinary(doc.read_text()) + [50256]
         if ids != val_tokens:
-            expected += ids
-    assert tokens.tolist() == expected
-    assert facts["train_tokens"] == len(expected)
+            expected.append(ids)
+    shards = [np.fromfile(out / name, dtype="<u2").tolist() for name in facts["train_shards"]]
+    assert sorted(shards) == sorted(expected)
+    assert shards != expected  # shuffled: the data seed 0 does not give the files' sorted order here
+    tokens = [t for shard in shards for t in shard]
+    assert facts["train_tokens"] == len(tokens)
 
     ds = data.dataset(str(out), "train", batch_size=4, n_ctx=16, seed=0)
     batch = next(iter(ds))
     assert batch.shape == (4, 17) and batch.dtype == tf.int32
-    text = tokens.tolist()
-    for row in batch.numpy().tolist():  # every row is a window of the token stream
-        starts = [i for i in range(0, len(text) - 16, 17) if text[i:i + 17] == row]
-        assert starts
+    for row in batch.numpy().tolist():  # every row is a window of a shard, from its start
+        assert any(shard[i:i + 17] == row for shard in shards for i in range(0, len(shard) - 16, 17))
     # without reshuffling, every new iterator starts with the same batches (train.py's evaluations)
     for reshuffle in (False, True):
         ds = data.dataset(str(out), "train", batch_size=4, n_ctx=16, seed=0, reshuffle=reshuffle)
@@ -271,3 +270,90 @@ def test_empty_training_files_are_refused_at_preparation(tmp_path, gpt2_vocab_di
     with pytest.raises(ValueError, match=r"holds no text in its training files"):
         data.prepare(str(tmp_path / "*.txt"), str(tmp_path / "out"), gpt2_vocab_dir, val_fraction=0.0, processes=1)
     assert not (tmp_path / "out" / "data.json").exists()
+
+
+# ---- the pipeline reads each byte once (issue 22) ---------------------------------------------
+
+def windows_of(out, split, n_ctx):
+    """Every window dataset() can deliver: each shard's whole windows of n_ctx + 1 tokens, from its start."""
+    meta = data.read_meta(str(out))
+    shards = [np.fromfile(f"{out}/{name}", dtype="<u2").astype(np.int32) for name in meta[f"{split}_shards"]]
+    return [s[i:i + n_ctx + 1].tobytes() for s in shards for i in range(0, len(s) - n_ctx, n_ctx + 1)]
+
+
+def read_bytes():
+    """Bytes this process has read so far, from files or anywhere (Linux: rchar in /proc/self/io)."""
+    with open("/proc/self/io") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("rchar"))
+
+
+@pytest.fixture(scope="module")
+def many_shards(tmp_path_factory, gpt2_vocab_dir):
+    """40 documents in 16 shards (min(16, documents), far below 100 MB each): about 170,000 tokens."""
+    folder = tmp_path_factory.mktemp("many")
+    write_corpus(folder, n_files=40, words=4000)
+    data.prepare(str(folder / "*.txt"), str(folder / "out"), gpt2_vocab_dir, val_fraction=0.0, processes=2)
+    return folder / "out"
+
+
+def test_an_epoch_reads_each_byte_once(many_shards):
+    meta = data.read_meta(str(many_shards))
+    assert len(meta["train_shards"]) == 16
+    n_ctx, batch = 64, 8
+    steps = len(windows_of(many_shards, "train", n_ctx)) // batch  # one epoch of batches
+    iterator = iter(data.dataset(str(many_shards), "train", batch, n_ctx))
+    for _ in range(steps):  # the first epoch also fills the shuffle buffer (1,024 windows) and the read-ahead
+        next(iterator)
+    start = read_bytes()
+    for _ in range(steps):
+        next(iterator)
+    delivered = steps * batch * (n_ctx + 1) * 2
+    # Reading 16 shards from their start: each byte once, plus the footers (each shard's last partial
+    # window) and the read-ahead. The pieces read before (a header read, not skipped, per piece): 17x here
+    ratio = (read_bytes() - start) / delivered
+    print(f"read {ratio:.3f}x the bytes delivered")
+    assert ratio <= 1.2, ratio
+
+
+def test_without_the_window_shuffle_an_epoch_is_every_window_once(many_shards):
+    n_ctx = 64
+    windows = windows_of(many_shards, "train", n_ctx)
+    iterator = iter(data.dataset(str(many_shards), "train", 1, n_ctx, shuffle_buffer=1).unbatch())
+    first = [next(iterator).numpy().tobytes() for _ in windows]
+    assert sorted(first) == sorted(windows)
+    assert first[:16] != windows[:16]  # interleaved: not the shards one after another
+
+
+def test_the_same_data_seed_gives_the_same_shards_and_batches(tmp_path, gpt2_vocab_dir):
+    write_corpus(tmp_path, n_files=20)
+    shards = {}
+    for name, seed in [("a", 0), ("b", 0), ("c", 1)]:
+        data.prepare(str(tmp_path / "*.txt"), str(tmp_path / name), gpt2_vocab_dir, val_fraction=0.0, processes=1,
+                     seed=seed)
+        assert data.read_meta(str(tmp_path / name))["data_seed"] == seed
+        shards[name] = [(tmp_path / name / f"train_{i:06d}.bin").read_bytes() for i in range(16)]
+    assert shards["a"] == shards["b"] and shards["a"] != shards["c"]
+    batches = [next(iter(data.dataset(str(tmp_path / name), "train", 4, 16, seed=5))).numpy() for name in "ab"]
+    assert (batches[0] == batches[1]).all()
+
+
+def test_prepare_and_dataset_on_another_file_system(gpt2_vocab_dir):
+    # TensorFlow's in-memory file system stands in for gs://: everything goes through tf.io.gfile
+    for i in range(3):
+        with tf.io.gfile.GFile(f"ram://corpus/doc{i}.txt", "w") as f:
+            f.write(" ".join(["the cat sat on the mat"] * 100))
+    meta = data.prepare("ram://corpus/*.txt", "ram://prepared", gpt2_vocab_dir, val_fraction=0.0, processes=1)
+    assert meta["train_documents"] == 3 and tf.io.gfile.exists("ram://prepared/train_000002.bin")
+    batch = next(iter(data.dataset("ram://prepared", "train", 2, 16))).numpy()
+    assert batch.shape == (2, 17)
+
+
+def test_data_in_the_old_layout_is_refused_naming_the_fix(many_shards, tmp_path):
+    old = tmp_path / "old"
+    old.mkdir()
+    meta = data.read_meta(str(many_shards))
+    del meta["data_seed"]  # what data.py wrote before the documents were shuffled
+    (old / "data.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"prepared by an older data.py, in file order: prepare it again \(python "
+                                         r"data.py --input .* --output .*old --vocab"):
+        data.dataset(str(old), "train", 8, 64)

@@ -148,10 +148,10 @@ def test_a_cut_off_shard_is_refused(corpus, tmp_path):
 
 def test_ids_beyond_the_vocabulary_in_held_out_data_stop_the_run(corpus, tmp_path, cli):
     shutil.copytree(corpus, tmp_path / "d")
-    shard = tmp_path / "d" / "val_000000.bin"
-    ids = np.fromfile(shard, dtype="<u2")
-    ids[::50] = 60000  # a corrupt shard: ids far beyond the 300 of the vocabulary
-    ids.tofile(shard)
+    for shard in (tmp_path / "d").glob("val_*.bin"):  # every held-out shard, whichever the evaluation reads
+        ids = np.fromfile(shard, dtype="<u2")
+        ids[::50] = 60000  # a corrupt shard: ids far beyond the 300 of the vocabulary
+        ids.tofile(shard)
     code, _, line = cli(*TINY, "--data", str(tmp_path / "d"), "--out", str(tmp_path / "out"))
     assert code != 0 and line.startswith("error: the val split at step 4 read token ids >= n_vocab")
     for record in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines():
