@@ -491,7 +491,7 @@ def dataset(path, split, batch_size, n_ctx, seed=0, shuffle_buffer=1024, reshuff
     # window, which it would otherwise refuse (a file must be whole records). The epochs do not
     # overlap: repeat() comes after the interleave, and each epoch reads the shards in a new order.
     footers = np.array([size % window_bytes for size in sizes], np.int64)
-    ds = tf.data.Dataset.from_tensor_slices((files, footers)).shuffle(len(files), seed, reshuffle_each_iteration=reshuffle)
+    ds = tf.data.Dataset.from_tensor_slices((files, footers)).shuffle(len(files), seed, reshuffle)
     ds = ds.interleave(lambda file, footer: tf.data.FixedLengthRecordDataset(file, window_bytes, footer_bytes=footer),
                        cycle_length=min(16, len(files)), block_length=1, num_parallel_calls=tf.data.AUTOTUNE,
                        deterministic=True).repeat()
@@ -513,7 +513,7 @@ def main(argv=None):
     parser.add_argument("--val_fraction", type=float, default=0.005,
                         help="share of files held out (one file: its end, at least 10%%)")
     parser.add_argument("--processes", type=int, default=None, help="tokenizer processes (default: one per core)")
-    parser.add_argument("--seed", type=int, default=0, help="the documents' order in the shards (data.json's data_seed)")
+    parser.add_argument("--seed", type=int, default=0, help="the documents' order in the shards (data.json: data_seed)")
     args = parser.parse_args(argv)
     try:  # prepare checks every argument before its work: a mistake costs one line, not a traceback
         meta = prepare(args.input, args.output, args.vocab, args.val_fraction, args.processes, seed=args.seed)

@@ -5,9 +5,10 @@ Training GPT-2: Adafactor written from the paper, and one loop for CPU, GPU and 
   numbers per weight; Adafactor keeps, for an n x m matrix, only n + m numbers (the row and
   column means of the squared gradients). For the 1.5B GPT-2 that is the difference between
   not fitting a TPU core's memory and fitting it.
-- The loop: `tf.distribute` places the model on one device, several GPUs or a TPU's cores; the
-  step is compiled with XLA; `--steps_per_loop` steps run inside one compiled call, as TPUs need;
-  a `tf.train.Checkpoint` of model, optimizer and data position makes every run resumable.
+- The loop: `tf.distribute` places the model on one device, several GPUs, a TPU's cores or
+  several machines (TF_CONFIG); the step is compiled with XLA; `--steps_per_loop` steps run
+  inside one compiled call, as TPUs need; a `tf.train.Checkpoint` of model, optimizer and data
+  position makes every run resumable.
 
 Run `python train.py` with no arguments for the offline quick start: it trains a BPE on the
 Python standard library's source, trains the 'mini' GPT-2 on it, and samples from it.
@@ -17,11 +18,12 @@ optimizers, the configuration, the devices, the compiled steps, the run, and aft
 diagnostics (MFU's peak, the memory plan of --dry_run).
 
 Shape letters as in gpt2.py: B batch, T time, C channels, V vocabulary.
-Left out: multi-host TPU pods (one host, up to 8 chips: Colab's and Kaggle's TPUs) and mixed
+Left out: multi-host TPU pods (a TPU of one host, up to 8 chips: Colab's and Kaggle's) and mixed
 precision loss scaling (bfloat16 does not need it).
 """
 import argparse
 import dataclasses
+import functools
 import glob
 import importlib.metadata
 import importlib.util
@@ -234,10 +236,12 @@ def flag(default, help):
 class TrainConfig:
     """Everything a run needs besides the model's shape (gpt2.HParams). Each field is a flag."""
     data: str = flag("stdlib", "named corpus ('stdlib' offline, 'shakespeare'), a glob of text files, "
-                               "or a directory prepared by data.py (local or gs://)")
+                               "or a directory prepared by data.py (local or gs://; with several workers: prepared, "
+                               "on storage every worker reads)")
     vocab: str = flag("", "vocabulary: a directory with encoder.json + vocab.bpe, or a size to train a BPE "
                           "(default: --init_from's vocabulary, else 4096)")
-    out: str = flag("out", "output directory: checkpoints, logs, metrics.jsonl, the exported model (local or gs://)")
+    out: str = flag("out", "output directory: checkpoints, logs, metrics.jsonl, the exported model (local or gs://; "
+                           "with several workers: storage every worker reads and writes)")
     steps: int = flag(600, "optimizer steps in all (a resumed run continues up to this)")
     batch_size: int = flag(16, "global batch in sequences, split evenly across the replicas")
     learning_rate: float = flag(0.0, "peak learning rate (0: Adafactor 0.03, relative to the weights' RMS; Adam 1e-3)")
@@ -260,6 +264,7 @@ class TrainConfig:
     init_from: str = flag("", "start from this model directory (OpenAI's release or train.py's --out) to fine-tune")
     tpu: bool = flag(False, "train on this TPU VM's TPU (Colab, Kaggle, a TPU Research Cloud VM)")
     sample_length: int = flag(200, "tokens to sample at the end (0: none)")
+    join_timeout: int = flag(300, "with several workers (TF_CONFIG): seconds to wait for all of them to start")
     dry_run: bool = flag(False, "print parameters, FLOPs and one replica's memory plan for this run, then exit")
     replicas: int = flag(0, "with --dry_run: plan for N replicas (0: this machine's GPUs, or with --tpu its TPU chips)")
 
@@ -314,7 +319,7 @@ def check_config(hparams, config):
     """Every setting a user can get wrong, checked before any work starts: a ValueError, one line."""
     values = {**dataclasses.asdict(hparams), **dataclasses.asdict(config)}
     at_least_one = ["n_vocab", "n_ctx", "n_embd", "n_head", "n_layer", "steps", "batch_size", "eval_interval",
-                    "eval_steps", "save_interval", "log_interval", "steps_per_loop", "grad_accum"]
+                    "eval_steps", "save_interval", "log_interval", "steps_per_loop", "grad_accum", "join_timeout"]
     at_least_zero = ["learning_rate", "warmup_steps", "weight_decay", "grad_clip", "sample_length", "replicas"]
     for name in at_least_one + at_least_zero:  # NaN and infinity fail too
         if not (1 if name in at_least_one else 0) <= values[name] < math.inf:
@@ -328,7 +333,7 @@ def check_config(hparams, config):
     for name, ok, rule in rules:
         if not ok:
             raise ValueError(f"--{name} {values[name]!r}: must be {rule}")
-    rows_per_replica(config, config.replicas or 1)
+    rows_per_replica(config, config.replicas or cluster()[0])  # a replica at least per worker
     if config.tpu:
         check_tpu_build()
 
@@ -362,18 +367,62 @@ def learning_rate_schedule(config):
 
 # ---- devices ---------------------------------------------------------------------------------
 
-def make_strategy(tpu):
-    """TPUStrategy for a TPU, MirroredStrategy for several GPUs, else the default (one device).
+def make_strategy(tpu, join_timeout=300):
+    """TPUStrategy for a TPU, MultiWorkerMirroredStrategy for several machines (TF_CONFIG),
+    MirroredStrategy for several GPUs, else the default (one device).
 
     A strategy decides where variables live and where `strategy.run` executes a function: once
-    per replica (a TPU core or chip, a GPU), each on its own rows of the batch. The training
-    code below is the same for all three; only this choice differs.
+    per replica (a TPU core or chip, a GPU, a worker's CPU), each on its own rows of the batch.
+    The training code below is the same for all four; only this choice differs.
     """
     if tpu:
         return tf.distribute.TPUStrategy(connect_tpu())
+    if cluster()[0] > 1:  # every worker runs this same program; their all-reduce: NCCL on GPUs, else a ring
+        gpus = tf.config.list_physical_devices("GPU")
+        options = tf.distribute.experimental.CommunicationOptions(implementation="NCCL" if gpus else "RING")
+        watchdog = end_unless_cancelled(join_timeout, f"not every worker in TF_CONFIG started within --join_timeout "
+                                                      f"{join_timeout} s (each runs this same command)")
+        try:  # it returns when every worker has joined
+            return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+        except tf.errors.OpError as e:  # TensorFlow's line names no address
+            raise ValueError(f"this worker could not serve TF_CONFIG's {cluster()[2]} (a port in use?): {e.message}")
+        finally:
+            os.kill(watchdog, signal.SIGKILL)
     if len(tf.config.list_logical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def cluster(environ=os.environ):
+    """TF_CONFIG's workers: (how many, whether this one is the chief, its address), (1, True, '')
+    without TF_CONFIG. The chief (task "chief", else worker 0) writes OUT's files. A mistake: one line."""
+    if "TF_CONFIG" not in environ:
+        return 1, True, ""
+    try:
+        spec = json.loads(environ["TF_CONFIG"])
+        jobs, task = spec["cluster"], spec["task"]
+        address, chief = jobs[task["type"]][task["index"]], task["type"] == "chief" or "chief" not in jobs
+        count = sum(len(jobs.get(job, [])) for job in ("chief", "worker"))
+    except (ValueError, KeyError, TypeError, IndexError) as e:
+        raise ValueError(f"TF_CONFIG is not {{'cluster': {{'worker': ['host:port', ...]}}, 'task': {{'type': 'worker', "
+                         f"'index': i}}}} ({type(e).__name__}: {e})") from None
+    if count < 2:
+        raise ValueError("TF_CONFIG names one worker: unset it to train on this machine alone")
+    return count, chief and task["index"] == 0, address
+
+
+def end_unless_cancelled(seconds, message):
+    """A process that ends this one with `message` after `seconds`, unless killed first (its PID is
+    returned): while TensorFlow waits for other machines it holds Python's lock, so no thread or
+    signal handler of this process could run."""
+    parent, pid = os.getpid(), os.fork()
+    if pid == 0:
+        time.sleep(seconds)
+        if os.getppid() == parent:  # the parent is still there
+            print(f"error: {message}", file=sys.stderr, flush=True)
+            os.kill(parent, signal.SIGKILL)
+        os._exit(0)
+    return pid
 
 
 def connect_tpu():
@@ -459,7 +508,10 @@ class Trainer:
 
     def split(self, batch):
         """The global batch (B, T + 1), cut on the host into one block of B / replicas rows per
-        replica: each device receives only its own rows."""
+        replica: each device receives only its own rows. With several workers each reads the whole
+        stream and keeps its replicas' rows, so one iterator state (the chief's checkpoint) restores
+        them all. A 64-host pod would need one pipeline per host instead (distribute_datasets_from_function,
+        InputContext) and a data position computed from the step: planned in README, not built."""
         def rows(context):  # called once per replica, with its id as a Python int
             i = context.replica_id_in_sync_group
             return batch[i * self.per_replica:(i + 1) * self.per_replica]
@@ -545,9 +597,12 @@ def prepare_data(config):
     if meta:
         return config.data, meta
     path, vocab = os.path.join(config.out, "data"), config.vocab or config.init_from or "4096"
-    if config.tpu:  # tokenizing forks workers, and this process's TensorFlow holds the TPU (libtpu admits one)
-        raise ValueError(f"--tpu trains on prepared data only, and {config.data} is not a directory data.py made: "
-                         f"python data.py --input {config.data} --output DIR --vocab {vocab}, then --data DIR")
+    # Tokenizing forks workers, and this process's TensorFlow holds the TPU (libtpu admits one); several
+    # machines would each tokenize the corpus into one shared OUT/data
+    if config.tpu or cluster()[0] > 1:
+        raise ValueError(f"{'--tpu trains' if config.tpu else 'several workers train'} on prepared data only, and "
+                         f"{config.data} is not a directory data.py made: python data.py --input {config.data} "
+                         f"--output DIR --vocab {vocab}, then --data DIR")
     meta = data.read_meta(path)
     if not (meta and meta["source"] == config.data and meta.get("vocab") == vocab and "data_seed" in meta):  # or old
         print(f"preparing {config.data!r} in {path} (vocabulary: {vocab})")
@@ -561,12 +616,13 @@ DEFINING = ["data", "vocab", "init_from", "n_ctx", "n_embd", "n_head", "n_layer"
             "optimizer", "seed", "precision"]
 
 
-def claim_out(hparams, config, log):
+def claim_out(hparams, config, log, chief=True):
     """Before anything in OUT is touched: takes OUT/train.lock for this process (its PID and host),
     so that a second train.py on one OUT refuses to overwrite it, and checks a rerun against the
-    run it would resume (OUT's config.json). Returns the lock's path, removed when the run ends."""
+    run it would resume (OUT's config.json). Returns the lock's path, removed when the run ends
+    (None on a worker that is not the chief: it checks, but takes no lock)."""
     lock = os.path.join(config.out, "train.lock")
-    if tf.io.gfile.exists(lock):
+    if chief and tf.io.gfile.exists(lock):
         with tf.io.gfile.GFile(lock) as f:
             pid, host = f.read().split()
         if host != socket.gethostname() or (int(pid) != os.getpid() and alive(int(pid))):
@@ -582,10 +638,11 @@ def claim_out(hparams, config, log):
             if name in run and run[name] != given[name]:
                 raise ValueError(f"--{name} {given[name]!r}, but the run in {config.out} has {run[name]!r}: give its "
                                  "value to resume that run, or another --out to start a new one")
-    tf.io.gfile.makedirs(config.out)
-    with tf.io.gfile.GFile(lock, "w") as f:
-        f.write(f"{os.getpid()} {socket.gethostname()}")
-    return lock
+    if chief:
+        tf.io.gfile.makedirs(config.out)
+        with tf.io.gfile.GFile(lock, "w") as f:
+            f.write(f"{os.getpid()} {socket.gethostname()}")
+        return lock
 
 
 def alive(pid):
@@ -612,14 +669,16 @@ def start_out(hparams, config, data_dir, resumed):
 
 
 def train(hparams, config, strategy=None, log=print):
-    """Trains (or resumes) a run in config.out, which it holds alone while it runs. Returns the Trainer."""
+    """Trains (or resumes) a run in config.out, which it holds alone while it runs (with several
+    workers: its chief holds it). Returns the Trainer."""
     if config.init_from:  # fine-tuning: the model's own shape
         hparams = dataclasses.replace(gpt2.load_hparams(config.init_from), dropout=hparams.dropout)
-    lock = claim_out(hparams, config, log)
+    lock = claim_out(hparams, config, log, chief=cluster()[1])
     try:
         return run(hparams, config, strategy, log)
     finally:
-        tf.io.gfile.remove(lock)
+        if lock:
+            tf.io.gfile.remove(lock)
 
 
 def run(hparams, config, strategy, log):
@@ -630,7 +689,8 @@ def run(hparams, config, strategy, log):
     4. export the model in OpenAI's layout, with its vocabulary, for sample.py.
     """
     data_dir, meta = prepare_data(config)  # first: tokenizing forks worker processes, which a TPU runtime must not see
-    strategy = strategy or make_strategy(config.tpu)
+    strategy = strategy or make_strategy(config.tpu, config.join_timeout)
+    workers, chief, address = cluster()  # with several, each makes every call; only the chief writes OUT's files
     if config.init_from and hparams.n_vocab != meta["n_vocab"]:
         raise ValueError(f"--init_from {config.init_from} has a vocabulary of {hparams.n_vocab}, but {data_dir} "
                          f"was tokenized with {meta['n_vocab']} ids: prepare the data with its vocabulary")
@@ -650,11 +710,14 @@ def run(hparams, config, strategy, log):
     # The newest checkpoint by its files, not by the state file (checkpoints/checkpoint), which a fault
     # can leave unreadable or naming one cut off: never a silent restart from step 0
     directory = os.path.join(config.out, "checkpoints")
+    # Under MultiWorkerMirroredStrategy every worker saves (TensorFlow requires it); the others into a
+    # folder of their own, removed after each save
+    writes = directory if chief else os.path.join(directory, "temp-" + address.replace(":", "-"))
     try:
-        manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=3)
+        manager = tf.train.CheckpointManager(checkpoint, writes, max_to_keep=3)
     except UnicodeDecodeError:  # a state file of binary garbage (text garbage TensorFlow ignores): rebuilt
         tf.io.gfile.remove(os.path.join(directory, "checkpoint"))
-        manager = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=3)
+        manager = tf.train.CheckpointManager(checkpoint, writes, max_to_keep=3)
     found = [name[:-len(".index")] for name in tf.io.gfile.glob(os.path.join(directory, "ckpt-*.index"))]
     found.sort(key=lambda prefix: int(prefix.rsplit("-", 1)[1]))  # ckpt-N: N is the step
     if found:
@@ -664,7 +727,18 @@ def run(hparams, config, strategy, log):
             before = f"; {found[-2]}, the one before, may be whole: delete {found[-1]}.* to use it" if found[1:] else ""
             raise ValueError(f"{e}{before}") from None
         log(f"resumed from {found[-1]} at step {int(optimizer.iterations.numpy())}")
-    start_out(hparams, config, data_dir, resumed=bool(found))
+    save = lambda step: (manager.save(checkpoint_number=step), chief or tf.io.gfile.rmtree(writes))  # noqa: E731
+    if workers > 1:  # SIGTERM to any worker (a preemption): all save at the same step, then end (exit 42)
+        def preempted():
+            chief or tf.io.gfile.rmtree(writes)
+            log(f"preempted: saved step {int(optimizer.iterations.numpy())}; run the same command on every worker "
+                "to resume")
+            sys.exit(42)  # TensorFlow's code for "restart me"
+        handler = tf.distribute.experimental.PreemptionCheckpointHandler(
+            strategy.cluster_resolver, manager, termination_config=tf.distribute.experimental.TerminationConfig(
+                exit_fn=preempted))
+    if chief:
+        start_out(hparams, config, data_dir, resumed=bool(found))
 
     tokens_per_step, replicas = config.batch_size * hparams.n_ctx, strategy.num_replicas_in_sync
     peak, peak_text = peak_flops(tpu_type() if config.tpu else "", model.wte.device, model.compute_dtype)  # for MFU
@@ -674,8 +748,9 @@ def run(hparams, config, strategy, log):
         f"{', '.join(devices)}, {tokens_per_step:,} tokens per step, peak {peak_text}")
     # Two logs of the same numbers: TensorBoard (tensorboard --logdir OUT/logs) and a JSON line
     # per log step, appended, so a resumed run continues the same file.
-    writer = tf.summary.create_file_writer(os.path.join(config.out, "logs"))
-    metrics = tf.io.gfile.GFile(os.path.join(config.out, "metrics.jsonl"), "a")
+    writer = tf.summary.create_file_writer(os.path.join(config.out, "logs")) if chief else \
+        tf.summary.create_noop_writer()
+    metrics = tf.io.gfile.GFile(os.path.join(config.out, "metrics.jsonl") if chief else os.devnull, "a")
     step = start_step = int(optimizer.iterations.numpy())  # 0, or where the restored run stopped
     start_time = window_start = time.time()
     window_steps, window_loss = 0, 0.0
@@ -713,15 +788,19 @@ def run(hparams, config, strategy, log):
                     for key in record.keys() - {"step"}:
                         tf.summary.scalar(key, record[key])
             if at(config.save_interval):
-                manager.save(checkpoint_number=step)
+                save(step)
+            if workers > 1:
+                handler.save_checkpoint_if_preempted(checkpoint_number=step)
     except KeyboardInterrupt:  # Ctrl-C arrives between compiled calls, so the state is whole
-        manager.save(checkpoint_number=int(optimizer.iterations.numpy()))
+        save(int(optimizer.iterations.numpy()))
         log(f"\ninterrupted: saved step {int(optimizer.iterations.numpy())} to {manager.latest_checkpoint}; "
             "run the same command again to resume")
         raise
     finally:
         metrics.close()
-    gpt2.save(model, config.out)  # OpenAI's layout, for sample.py --model OUT and other tools
+    if chief:
+        gpt2.save(model, config.out)  # OpenAI's layout, for sample.py --model OUT and other tools
+    trainer.chief = chief
     return trainer
 
 
@@ -754,7 +833,7 @@ def main(argv=None):
             return
         trainer = train(hparams, config)
         print(f"saved the model to {config.out}")
-        if config.sample_length:
+        if config.sample_length and trainer.chief:
             print("-" * 80 + "\n" + closing_sample(trainer.model, config.out, config.sample_length, config.seed) +
                   "\n" + "-" * 80)
     # A user's mistake, a diverged run, or a storage fault (a full disk, a read-only OUT, gs:// without
@@ -791,6 +870,7 @@ def measure_peak_flops(device, dtype=tf.float32, n=2048, products=8, seconds=1.0
 TPU_PEAK_FLOPS = {"v2": 22.5e12, "v3": 61.5e12, "v4": 275e12, "v5e": 197e12, "v5p": 459e12, "v6e": 918e12}
 
 
+@functools.lru_cache  # measured once per process and device: a run in a notebook or a test reuses it
 def peak_flops(chip, device, dtype):
     """One replica's peak FLOP/s, which MFU divides by, and a line on where it comes from. On a TPU
     (chip: its generation) MFU is defined against the published peak; the one measured here, with

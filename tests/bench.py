@@ -1,7 +1,7 @@
 """Speed and memory figures, run by hand (not by pytest): python tests/bench.py [part ...]
 
-Parts: tokenizer, bpe, train, sample, quality, memory (default: all); train:N times N steps per
-call (default 20). Each figure is printed with the ratio to its reference, measured in the same
+Parts: tokenizer, bpe, train, sample, quality, memory, prepare, workers (default: all); train:N
+times N steps per call (default 20); workers:N trains N steps. Each figure is printed with the ratio to its reference, measured in the same
 run on the same machine. PyTorch comparisons run when
 torch is installed (pip install torch==2.13.0); otherwise they say so.
 """
@@ -421,15 +421,60 @@ def bench_quality(steps=400):
         print(f"  {label:<24} held-out loss at steps 100..{steps}: {' '.join(curve)}")
 
 
+# ---- the pipeline and several workers (issue 22) ----------------------------------------------
+
+def bench_prepare():
+    """data.prepare's speed, to size a corpus's preparation: MB of text per second with one and
+    with two tokenizer processes, on the standard library (about 30 MB), training no vocabulary."""
+    folder = tempfile.mkdtemp()
+    source_bytes = sum(os.path.getsize(f) for f in data.corpus_files("stdlib"))
+    for processes in (1, 2):
+        start = time.time()
+        data.prepare("stdlib", os.path.join(folder, str(processes)), gpt2_vocab_dir(), processes=processes)
+        seconds = time.time() - start
+        print(f"prepare: stdlib, {source_bytes / 1e6:.1f} MB, GPT-2's vocabulary, {processes} process(es): "
+              f"{seconds:.1f} s, {source_bytes / 1e6 / seconds:.2f} MB/s, {source_bytes / 1e6 / seconds / processes:.2f} "
+              "MB/s per process")
+
+
+def bench_workers(steps=200):
+    """Tokens/s of train.py as two workers on this machine (loopback, TF_CONFIG) beside one process,
+    the same global batch. Informative only: the two share this machine's cores."""
+    import socket
+    import subprocess
+    folder = tempfile.mkdtemp()
+    data.prepare("stdlib", os.path.join(folder, "data"), "4096")
+    args = [sys.executable, os.path.join(os.path.dirname(HERE), "train.py"), "--data", os.path.join(folder, "data"),
+            "--steps", str(steps), "--log_interval", str(steps // 2), "--eval_interval", str(10 * steps),
+            "--sample_length", "0"]
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("localhost", 0))
+            ports.append(s.getsockname()[1])
+    for workers in (1, 2):
+        env = [dict(os.environ)] if workers == 1 else [dict(os.environ, TF_CONFIG=json.dumps({
+            "cluster": {"worker": [f"localhost:{p}" for p in ports]}, "task": {"type": "worker", "index": i}}))
+            for i in range(2)]
+        runs = [subprocess.Popen([*args, "--out", os.path.join(folder, f"out{workers}")], env=e, text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) for e in env]
+        lines = [line for line in runs[0].communicate()[0].splitlines() if "tok/s" in line]
+        for r in runs[1:]:
+            r.wait()
+        print(f"workers: mini, batch 16, {workers} worker(s) on this machine: {lines[-1].split('|')[3].strip()} "
+              f"at step {steps} (the second log: compiling excluded)")
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["memory-one"]:  # one configuration of bench_memory, in its own process
         print(xla_step_bytes(int(sys.argv[2]), json.loads(sys.argv[3])))
         sys.exit()
-    parts = sys.argv[1:] or ["tokenizer", "bpe", "train", "sample", "quality", "memory"]
+    parts = sys.argv[1:] or ["tokenizer", "bpe", "train", "sample", "quality", "memory", "prepare", "workers"]
     for part in parts:  # "train:5": the training part with 5 steps per timed call (default 20)
         name, _, steps = part.partition(":")
         run = {"tokenizer": bench_tokenizer, "bpe": bench_bpe, "train": bench_train, "sample": bench_sample,
-               "quality": bench_quality, "memory": bench_memory}[name]
+               "quality": bench_quality, "memory": bench_memory, "prepare": bench_prepare,
+               "workers": bench_workers}[name]
         if steps:
             run(int(steps))
         else:

@@ -153,6 +153,7 @@ def test_mfu_on_a_tpu_is_against_the_published_peak(monkeypatch, capsys):
     # product): MFU still divides by the published figure, and nothing warns
     calls = []
     monkeypatch.setattr(train, "measure_peak_flops", lambda *args, **kwargs: calls.append(kwargs) or 19.7e12)
+    train.peak_flops.cache_clear()  # measured once per process and device: not from an earlier test
     peak, text = train.peak_flops("v5e", "/cpu:0", None)
     assert peak == train.TPU_PEAK_FLOPS["v5e"] == 197e12
     assert text == "197 TFLOP/s per replica (published for TPU v5e; 20 measured)"
