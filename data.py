@@ -15,6 +15,7 @@ Left out: special tokens other than <|endoftext|>, byte-pair dropout, and normal
 kind (GPT-2 has none: every string round-trips through its bytes).
 """
 import argparse
+import gc
 import glob
 import heapq
 import json
@@ -441,7 +442,9 @@ def prepare(source, out, vocab=4096, val_fraction=0.005, processes=None, vocab_t
     #    each split's documents, in their shuffled order, to its shards.
     meta = {"source": source, "vocab": str(vocab), "n_vocab": encoder.n_vocab, "eot": encoder.eot, "data_seed": seed}
     context = multiprocessing.get_context("fork")  # workers inherit the encoder, no pickling
+    gc.freeze()  # a worker must never collect what it inherits: freeing TensorFlow's objects kills a forked process
     with context.Pool(processes or os.cpu_count(), initializer=_init_worker, initargs=(encoder,)) as pool:
+        gc.unfreeze()
         for split, jobs in splits.items():
             documents = pool.imap(_encode_job, jobs, chunksize=4)
             meta.update(write_shards(out, split, documents, len(jobs), shard_count(jobs)))
