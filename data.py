@@ -496,7 +496,7 @@ def dataset(path, split, batch_size, n_ctx, seed=0, shuffle_buffer=1024, reshuff
     footers = np.array([size % window_bytes for size in sizes], np.int64)
     ds = tf.data.Dataset.from_tensor_slices((files, footers)).shuffle(len(files), seed, reshuffle)
     ds = ds.interleave(lambda file, footer: tf.data.FixedLengthRecordDataset(file, window_bytes, footer_bytes=footer),
-                       cycle_length=min(16, len(files)), block_length=1, num_parallel_calls=tf.data.AUTOTUNE,
+                       cycle_length=min(MIN_SHARDS, len(files)), block_length=1, num_parallel_calls=tf.data.AUTOTUNE,
                        deterministic=True).repeat()
     ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=reshuffle)  # and of nearby windows
     ds = ds.map(lambda record: tf.reshape(tf.cast(tf.io.decode_raw(record, tf.uint16), tf.int32), [n_ctx + 1]))

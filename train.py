@@ -604,7 +604,8 @@ def prepare_data(config):
                          f"{config.data} is not a directory data.py made: python data.py --input {config.data} "
                          f"--output DIR --vocab {vocab}, then --data DIR")
     meta = data.read_meta(path)
-    if not (meta and meta["source"] == config.data and meta.get("vocab") == vocab and "data_seed" in meta):  # or old
+    # prepared again if made from another source or vocabulary, or in the old layout (no data_seed)
+    if not (meta and meta["source"] == config.data and meta.get("vocab") == vocab and "data_seed" in meta):
         print(f"preparing {config.data!r} in {path} (vocabulary: {vocab})")
         meta = data.prepare(config.data, path, vocab)
     return path, meta
@@ -804,7 +805,6 @@ def run(hparams, config, strategy, log):
         metrics.close()
     if chief:
         gpt2.save(model, config.out)  # OpenAI's layout, for sample.py --model OUT and other tools
-    trainer.chief = chief
     return trainer
 
 
@@ -845,12 +845,12 @@ def main(argv=None):
         hparams, config = parse_config(argv)
         check_config(hparams, config)
         if config.dry_run:  # planned for --replicas, else for the replicas this machine would use
-            replicas = config.replicas or make_strategy(config.tpu).num_replicas_in_sync
+            replicas = config.replicas or make_strategy(config.tpu, config.join_timeout).num_replicas_in_sync
             print("\n".join(memory_table(hparams, config, replicas)))
             return
         trainer = train(hparams, config)
         print(f"saved the model to {config.out}")
-        if config.sample_length and trainer.chief:
+        if config.sample_length and cluster()[1]:  # with several workers, the chief samples
             print("-" * 80 + "\n" + closing_sample(trainer.model, config.out, config.sample_length, config.seed) +
                   "\n" + "-" * 80)
     # A user's mistake, a diverged run, or a storage fault (a full disk, a read-only OUT, gs:// without

@@ -29,6 +29,17 @@ def tiktoken_from_files(vocab_dir):
 
 
 @pytest.fixture(scope="session")
+def stdlib_corpus(tmp_path_factory):
+    """30 files of the standard library, prepared with a BPE of 300 ids (copy it before damaging it)."""
+    import data
+    folder = tmp_path_factory.mktemp("stdlib30")
+    for i, f in enumerate(data.corpus_files("stdlib")[:30]):
+        (folder / f"{i}.txt").write_text(data.read_text(f))
+    data.prepare(str(folder / "*.txt"), str(folder / "prepared"), 300, val_fraction=0.2, processes=1)
+    return str(folder / "prepared")
+
+
+@pytest.fixture(scope="session")
 def tiktoken_gpt2(gpt2_vocab_dir):
     return tiktoken_from_files(gpt2_vocab_dir)
 

@@ -29,13 +29,8 @@ TINY = ["--config", "tiny", "--n_ctx", "32", "--n_embd", "32", "--n_head", "2", 
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """Some of the standard library, prepared with a BPE of 300 ids."""
-    folder = tmp_path_factory.mktemp("faults")
-    for i, f in enumerate(data.corpus_files("stdlib")[:30]):
-        (folder / f"{i}.txt").write_text(data.read_text(f))
-    data.prepare(str(folder / "*.txt"), str(folder / "prepared"), 300, val_fraction=0.2, processes=1)
-    return str(folder / "prepared")
+def corpus(stdlib_corpus):
+    return stdlib_corpus
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import data
 import gpt2
 import train
 from conftest import ROOT, assert_trained_alike
@@ -31,13 +30,8 @@ LONG = ["--steps", "300", "--steps_per_loop", "1", "--log_interval", "10", "--ev
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """Some of the standard library, prepared with a BPE of 300 ids (several workers need prepared data)."""
-    folder = tmp_path_factory.mktemp("multiworker")
-    for i, f in enumerate(data.corpus_files("stdlib")[:30]):
-        (folder / f"{i}.txt").write_text(data.read_text(f))
-    data.prepare(str(folder / "*.txt"), str(folder / "prepared"), 300, val_fraction=0.2, processes=1)
-    return str(folder / "prepared")
+def corpus(stdlib_corpus):  # several workers need prepared data
+    return stdlib_corpus
 
 
 def free_ports(n):
