@@ -67,6 +67,37 @@ def test_adafactor_matches_the_paper(options):
             assert np.max(np.abs(ours.numpy() - theirs)) / np.max(np.abs(theirs)) < 1e-6
 
 
+def test_adafactor_matches_keras():
+    """An independent implementation, Keras 3's keras.optimizers.Adafactor (same defaults: decay
+    0.8, eps1 1e-30, eps2 1e-3, clip 1, steps relative to the weights' RMS), on a matrix, a 3-D
+    tensor and a vector, 30 steps of a loss whose gradients depend on the weights, at lr 1e-2.
+    Both compute in float32 in another order (Keras forms V, we G times a row and a column factor):
+    each step's update is about lr x RMS(X) with a rounding error of a few float32 ulps of it,
+    so 30 steps stay within 30 x 1e-2 x 1e-5 of max|X|, far below a changed rule (a sum for a
+    mean, no clipping, another beta2 changes a step by a whole part of itself: 1e-3 of max|X|)."""
+    import keras  # the reference (requirements-dev.txt); imported here: only this test needs it
+    rng = np.random.default_rng(0)
+    shapes = [(6, 5), (3, 4, 5), (7,)]
+    start = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    start[2] *= 0  # a zero vector: its steps are eps2 x lr, the floor of the weights' scale
+    targets = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    ours, theirs = [tf.Variable(w) for w in start], [tf.Variable(w) for w in start]
+    ours_opt, keras_opt = train.Adafactor(learning_rate=1e-2), keras.optimizers.Adafactor(learning_rate=1e-2)
+    ours_opt.build(ours)
+    keras_opt.build(theirs)
+
+    def gradients(variables):  # of sum (w - target)^4: every step's gradient depends on the weights
+        with tf.GradientTape() as tape:
+            loss = sum(tf.reduce_sum((w - t) ** 4) for w, t in zip(variables, targets))
+        return tape.gradient(loss, variables)
+    for _ in range(30):
+        ours_opt.apply_gradients(zip(gradients(ours), ours))
+        keras_opt.apply_gradients(zip(gradients(theirs), theirs))
+    for a, b, w in zip(ours, theirs, start):
+        assert np.max(np.abs(a.numpy() - w)) > 1e-4  # moved: 30 steps of 1e-2 x max(eps2, RMS(X)) each
+        assert np.max(np.abs(a.numpy() - b.numpy())) <= 30 * 1e-2 * 1e-5 * np.max(np.abs(b.numpy())), a.shape
+
+
 def test_adafactor_zero_gradient_rows_stay_finite():
     """Rows of an embedding whose tokens are absent from the batch get a gradient of 0. Their
     second-moment estimate is tiny (R = eps1 = 1e-30 per entry, times C): formed as one product
