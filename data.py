@@ -373,6 +373,9 @@ def _init_worker(encoder):
     global _worker_encoder
     _worker_encoder = encoder
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it ends the pool, quietly
+    # The pool ends its workers with SIGTERM: not with a handler inherited from the parent (train.py's
+    # raises KeyboardInterrupt, and each worker printed its traceback at every pool's end)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _encode_job(job):
@@ -416,9 +419,10 @@ def prepare(source, out, vocab=4096, val_fraction=0.005, processes=None, vocab_t
         raise ValueError(f"--val_fraction {val_fraction}: must be in [0, 1)")
     if processes is not None and processes < 1:
         raise ValueError(f"--processes {processes}: must be at least 1")
-    # OUT, and what is in it, is never an input (--output inside --input's glob): 'a' -> '/cwd/a/'
-    folder = lambda path: os.path.join(os.path.abspath(path), "")  # noqa: E731
-    splits = split_corpus([f for f in corpus_files(source) if not folder(f).startswith(folder(out))], val_fraction)
+    # OUT, and what is in it, is never an input (--output inside --input's glob): paths as folders, 'a' -> '/cwd/a/'
+    out_folder = os.path.join(os.path.abspath(out), "")
+    files = [f for f in corpus_files(source) if not os.path.join(os.path.abspath(f), "").startswith(out_folder)]
+    splits = split_corpus(files, val_fraction)
     for jobs in splits.values():  # sorted files are local text (one package, one play): shuffled, a shard is not
         random.Random(seed).shuffle(jobs)
     # 1. The vocabulary: GPT-2's (or any saved one), or learned here from the training split only,

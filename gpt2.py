@@ -266,13 +266,16 @@ class GPT2(tf.Module):
             seed = None
         elif seed is None:
             raise ValueError("dropout in training needs a seed")
-        fold = lambda i: None if seed is None else tf.random.experimental.stateless_fold_in(seed, i)  # noqa: E731
-        x = dropout(self.embed(tokens, 0), self.hparams.dropout, fold(n_layer), 0)  # each block its own seed
-        for i, block in enumerate(self.blocks):
-            # Subtle: block=block, i=i bind this iteration's block. tf.recompute_grad calls the
+        # a dropout seed per block, and the embeddings' last: independent streams of the one seed
+        fold_in = tf.random.experimental.stateless_fold_in
+        seeds = [None if seed is None else fold_in(seed, i) for i in range(n_layer + 1)]
+        x = dropout(self.embed(tokens, 0), self.hparams.dropout, seeds[n_layer], 0)
+        for block, block_seed in zip(self.blocks, seeds):
+            # Subtle: the defaults bind this iteration's block and seed. tf.recompute_grad calls the
             # function again in the backward pass, after the loop has ended, when a plain closure
             # would see the last block only.
-            apply_block = lambda x, block=block, i=i: block(x, mask, fold(i))[0]  # noqa: E731
+            def apply_block(x, block=block, block_seed=block_seed):
+                return block(x, mask, block_seed)[0]
             x = tf.recompute_grad(apply_block)(x) if self.recompute and training else apply_block(x)
         return self.unembed(x)
 

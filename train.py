@@ -13,9 +13,13 @@ Training GPT-2: Adafactor written from the paper, and one loop for CPU, GPU and 
 Run `python train.py` with no arguments for the offline quick start: it trains a BPE on the
 Python standard library's source, trains the 'mini' GPT-2 on it, and samples from it.
 
-The file, top to bottom: a TPU VM's runtime variables (set before TensorFlow starts), the
-optimizers, the configuration, the devices, the compiled steps, the run, and after a ruler the
-diagnostics (MFU's peak, the memory plan of --dry_run).
+The file, in the order to read it: the optimizers; the configuration (every flag, checked before
+any work) and the strategy (which devices); the compiled steps (Trainer); the run (data, model,
+checkpoints, the loop, the export) and the command line. Then, after a ruler, the operations:
+what a run needs besides learning (OUT's lock and the rerun check, checkpoints that survive
+faults, TPUs, several machines, Ctrl-C and SIGTERM, MFU's peak and the memory plan), each a short
+function to read when it matters. One piece of them must come first, and is fenced off just below:
+a TPU VM's runtime variables, which TensorFlow reads while it is imported.
 
 Shape letters as in gpt2.py: B batch, T time, C channels, V vocabulary.
 Left out: multi-host TPU pods (a TPU of one host, up to 8 chips: Colab's and Kaggle's) and mixed
@@ -35,7 +39,7 @@ import socket
 import sys
 import time
 
-# ---- before TensorFlow starts: a TPU VM's runtime (skip to the optimizers) ---------------------
+# ==== operations, part 1 of 2: a TPU VM's runtime, set before TensorFlow starts (skip to the optimizers) ====
 # Google's PCI vendor id 0x1ae0 and its TPU chips' device ids, as JAX and PyTorch/XLA read them
 # (jax/_src/hardware_utils.py): a TPU shows up in /sys without any library or network.
 TPU_PCI_IDS = {"0x0027": "v3", "0x005e": "v4", "0x0062": "v5p", "0x0063": "v5e", "0x006f": "v6e"}  # 0x0027: v2 too
@@ -235,13 +239,9 @@ def flag(default, help):
 @dataclasses.dataclass
 class TrainConfig:
     """Everything a run needs besides the model's shape (gpt2.HParams). Each field is a flag."""
-    data: str = flag("stdlib", "named corpus ('stdlib' offline, 'shakespeare'), a glob of text files, "
-                               "or a directory prepared by data.py (local or gs://; with several workers: prepared, "
-                               "on storage every worker reads)")
-    vocab: str = flag("", "vocabulary: a directory with encoder.json + vocab.bpe, or a size to train a BPE "
-                          "(default: --init_from's vocabulary, else 4096)")
-    out: str = flag("out", "output directory: checkpoints, logs, metrics.jsonl, the exported model (local or gs://; "
-                           "with several workers: storage every worker reads and writes)")
+    data: str = flag("stdlib", "'stdlib' (offline), 'shakespeare', a glob of text files, or a directory data.py made")
+    vocab: str = flag("", "a folder of encoder.json and vocab.bpe, or a BPE size (default: --init_from's, else 4096)")
+    out: str = flag("out", "output directory: checkpoints, logs, metrics.jsonl, the exported model (local or gs://)")
     steps: int = flag(600, "optimizer steps in all (a resumed run continues up to this)")
     batch_size: int = flag(16, "global batch in sequences, split evenly across the replicas")
     learning_rate: float = flag(0.0, "peak learning rate (0: Adafactor 0.03, relative to the weights' RMS; Adam 1e-3)")
@@ -256,10 +256,8 @@ class TrainConfig:
     save_interval: int = flag(100, "checkpoint every this many steps")
     log_interval: int = flag(20, "print and log every this many steps")
     steps_per_loop: int = flag(10, "steps per call of the compiled training loop (TPUs: 50-100)")
-    grad_accum: int = flag(1, "gradient accumulation: run each replica's rows as this many micro-batches, one after "
-                              "another, and step once with their mean gradient (1/N of the activation memory)")
-    recompute: bool = flag(False, "recompute each block's activations in the backward pass instead of keeping "
-                                  "them: less memory for about a third more compute")
+    grad_accum: int = flag(1, "micro-batches per replica and step, one after another (1/N of the activation memory)")
+    recompute: bool = flag(False, "recompute activations in the backward pass: less memory, a third more compute")
     seed: int = flag(0, "seed for initialisation, data order and dropout")
     init_from: str = flag("", "start from this model directory (OpenAI's release or train.py's --out) to fine-tune")
     tpu: bool = flag(False, "train on this TPU VM's TPU (Colab, Kaggle, a TPU Research Cloud VM)")
@@ -365,7 +363,7 @@ def learning_rate_schedule(config):
     return schedule
 
 
-# ---- devices ---------------------------------------------------------------------------------
+# ---- the devices ------------------------------------------------------------------------------
 
 def make_strategy(tpu, join_timeout=300):
     """TPUStrategy for a TPU, MultiWorkerMirroredStrategy for several machines (TF_CONFIG),
@@ -377,84 +375,11 @@ def make_strategy(tpu, join_timeout=300):
     """
     if tpu:
         return tf.distribute.TPUStrategy(connect_tpu())
-    if cluster()[0] > 1:  # every worker runs this same program; their all-reduce: NCCL on GPUs, else a ring
-        gpus = tf.config.list_physical_devices("GPU")
-        options = tf.distribute.experimental.CommunicationOptions(implementation="NCCL" if gpus else "RING")
-        watchdog = end_unless_cancelled(join_timeout, f"not every worker in TF_CONFIG started within --join_timeout "
-                                                      f"{join_timeout} s (each runs this same command)")
-        try:  # it returns when every worker has joined
-            return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
-        except tf.errors.OpError as e:  # TensorFlow's line names no address
-            raise ValueError(f"this worker could not serve TF_CONFIG's {cluster()[2]} (a port in use?): {e.message}")
-        finally:
-            os.kill(watchdog, signal.SIGKILL)
+    if cluster()[0] > 1:  # every worker runs this same program
+        return join_workers(join_timeout)
     if len(tf.config.list_logical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
-
-
-def cluster(environ=os.environ):
-    """TF_CONFIG's workers: (how many, whether this one is the chief, its address), (1, True, '')
-    without TF_CONFIG. The chief (task "chief", else worker 0) writes OUT's files. A mistake: one line."""
-    if "TF_CONFIG" not in environ:
-        return 1, True, ""
-    try:
-        spec = json.loads(environ["TF_CONFIG"])
-        jobs, task = spec["cluster"], spec["task"]
-        address, chief = jobs[task["type"]][task["index"]], task["type"] == "chief" or "chief" not in jobs
-        count = sum(len(jobs.get(job, [])) for job in ("chief", "worker"))
-    except (ValueError, KeyError, TypeError, IndexError) as e:
-        raise ValueError(f"TF_CONFIG is not {{'cluster': {{'worker': ['host:port', ...]}}, 'task': {{'type': 'worker', "
-                         f"'index': i}}}} ({type(e).__name__}: {e})") from None
-    if count < 2:
-        raise ValueError("TF_CONFIG names one worker: unset it to train on this machine alone")
-    return count, chief and task["index"] == 0, address
-
-
-def end_unless_cancelled(seconds, message):
-    """A process that ends this one with `message` after `seconds`, unless killed first (its PID is
-    returned): while TensorFlow waits for other machines it holds Python's lock, so no thread or
-    signal handler of this process could run."""
-    parent, pid = os.getpid(), os.fork()
-    if pid == 0:
-        time.sleep(seconds)
-        if os.getppid() == parent:  # the parent is still there
-            print(f"error: {message}", file=sys.stderr, flush=True)
-            os.kill(parent, signal.SIGKILL)
-        os._exit(0)
-    return pid
-
-
-def connect_tpu():
-    """Starts this TPU VM's TPU system (once per process) and returns its cluster resolver.
-    A failure becomes one line, with the likely causes."""
-    try:
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu="local")
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
-    except (ValueError, RuntimeError, tf.errors.OpError) as e:
-        devices = ", ".join(sorted({d.device_type for d in tf.config.list_logical_devices()}))
-        raise ValueError(f"--tpu: TensorFlow found no TPU (it sees: {devices}; {type(e).__name__}). "
-                         "Is this a TPU runtime, freshly started, with nothing else using the TPU?") from None
-    return resolver
-
-
-def check_tpu_build(installed=None, python=sys.version_info[:2]):
-    """Raises a one-line ValueError if this Python or this TensorFlow cannot drive a TPU.
-    installed: the names of the TensorFlow distributions installed (default: read from pip's records)."""
-    if python >= (3, 13):  # the newest TPU build seen on a v5e (requirements-tpu.txt) has wheels up to 3.12
-        raise ValueError(f"--tpu: tensorflow-tpu 2.19.1 has no wheel for Python {python[0]}.{python[1]}: on Colab, "
-                         "'Change runtime version' (command palette, Ctrl+Shift+P) to 26.07, each session; else 3.12")
-    if installed is None:
-        installed = {(d.metadata["Name"] or "").lower() for d in importlib.metadata.distributions()}
-    installed = set(installed) & {"tensorflow", "tensorflow-cpu", "tensorflow-tpu"}
-    if "tensorflow-tpu" not in installed:
-        raise ValueError("--tpu: TensorFlow's TPU build (tensorflow-tpu) is not installed: "
-                         "pip install -r requirements-tpu.txt")
-    if len(installed) > 1:
-        names = " ".join(sorted(installed))
-        raise ValueError(f"--tpu: {names} are installed together (the CPU build over the TPU build?): "
-                         f"pip uninstall -y {names}, then pip install -r requirements-tpu.txt")
 
 
 # ---- the compiled steps ------------------------------------------------------------------------
@@ -590,6 +515,138 @@ class Trainer:
 
 # ---- the run -----------------------------------------------------------------------------------
 
+def train(hparams, config, strategy=None, log=print):
+    """Trains (or resumes) a run in config.out, which it holds alone while it runs (with several
+    workers: its chief holds it). Returns the Trainer."""
+    if config.init_from:  # fine-tuning: the model's own shape
+        hparams = dataclasses.replace(gpt2.load_hparams(config.init_from), dropout=hparams.dropout)
+    lock = claim_out(hparams, config, log, chief=cluster()[1])
+    try:
+        return run(hparams, config, strategy, log)
+    finally:
+        Interrupts.waiting = False  # also when the run failed before its loop
+        if lock:
+            tf.io.gfile.remove(lock)
+
+
+def run(hparams, config, strategy, log):
+    """The run in OUT, from its start or where it stopped:
+    1. data: prepare the corpus into shards once, and read the vocabulary size from it;
+    2. model and optimizer under the strategy, restored from the newest checkpoint if any;
+    3. the loop: steps_per_loop steps per call, then log, evaluate and save at their intervals;
+    4. export the model in OpenAI's layout, with its vocabulary, for sample.py.
+    With several workers (TF_CONFIG) every worker makes every call; only the chief writes OUT's files.
+    """
+    data_dir, meta = prepare_data(config)  # first: tokenizing forks worker processes, which a TPU runtime must not see
+    Interrupts.waiting = True  # from here on, Ctrl-C and SIGTERM wait for the loop, which saves first
+    strategy = strategy or make_strategy(config.tpu, config.join_timeout)
+    chief = cluster()[1]
+    if config.init_from and hparams.n_vocab != meta["n_vocab"]:
+        raise ValueError(f"--init_from {config.init_from} has a vocabulary of {hparams.n_vocab}, but {data_dir} "
+                         f"was tokenized with {meta['n_vocab']} ids: prepare the data with its vocabulary")
+    hparams = dataclasses.replace(hparams, n_vocab=meta["n_vocab"])  # the vocabulary decides V
+    trainer = Trainer(hparams, config, strategy)
+    model, optimizer = trainer.model, trainer.optimizer
+    if config.init_from:  # fine-tuning: copy the weights in (a resumed run then overwrites them)
+        for v, w in zip(model.variables, gpt2.load(config.init_from).variables):
+            v.assign(w)
+    train_iterator = iter(data.dataset(data_dir, "train", config.batch_size, hparams.n_ctx, seed=config.seed))
+    val_split = "val" if meta["val_tokens"] > 0 else "train"  # --val_fraction 0: evaluate on train
+    val_data = data.dataset(data_dir, val_split, config.batch_size, hparams.n_ctx, seed=config.seed + 1,
+                            reshuffle=False)  # each evaluation: a new iterator, the same batches
+    # Everything a resumed run needs: weights, optimizer state (its step count included) and
+    # the data position. Dropout's randomness is a function of the step, so no RNG state.
+    checkpoints = Checkpoints(tf.train.Checkpoint(model=model, optimizer=optimizer, data=train_iterator),
+                              config.out, strategy, log)  # restores the newest, if there is one
+    if chief:
+        start_out(hparams, config, data_dir, resumed=checkpoints.resumed)
+
+    progress = Progress(trainer, config, chief, log)  # the log lines, metrics.jsonl and TensorBoard's logs
+    step = checkpoints.step()  # 0, or where the restored run stopped
+    try:
+        while step < config.steps:
+            if Interrupts.asked:  # a Ctrl-C or SIGTERM since the run started, or during the last call
+                raise KeyboardInterrupt
+            n = min(config.steps_per_loop, config.steps - step)
+            loss, norm = trainer.train_loop(train_iterator, tf.constant(n))  # n steps, one call
+            loss = float(loss)  # waits for the device: the only sync point per loop
+            check_loss(loss, f"steps {step + 1}..{step + n}", checkpoints.latest())
+            step += n
+            progress.trained(step, n, loss, float(norm))  # every --log_interval: loss, tokens/s, MFU, time left
+            if due(config.eval_interval, step, n, config.steps):  # a fresh iterator each time: the same batches
+                val_loss = float(trainer.eval_loop(iter(val_data), tf.constant(config.eval_steps)))
+                check_loss(val_loss, f"the {val_split} split at step {step}", checkpoints.latest())
+                progress.evaluated(step, val_loss, val_split)
+            progress.write()  # this call's line of metrics.jsonl, if it logged or evaluated
+            if due(config.save_interval, step, n, config.steps):
+                checkpoints.save()
+            checkpoints.save_if_preempted()  # with several workers: a SIGTERM to any of them ends the run here
+    except KeyboardInterrupt:  # Ctrl-C arrives between compiled calls, so the state is whole
+        checkpoints.save()
+        log(f"\ninterrupted: saved step {checkpoints.step()} to {checkpoints.latest()}; run the same command "
+            "again to resume")
+        raise
+    finally:
+        Interrupts.waiting = False
+        progress.close()
+    if chief:
+        gpt2.save(model, config.out)  # OpenAI's layout, for sample.py --model OUT and other tools
+    return trainer
+
+
+def due(interval, step, n, steps):
+    """Whether a call of n steps that ended at `step` passed a multiple of `interval`, or ended the run."""
+    return step % interval < n or step == steps
+
+
+def check_loss(loss, where, checkpoint):
+    """Stops a run at a loss it cannot go on from, in one line with the likely cause: below 0, the
+    mark of token ids >= n_vocab (see Trainer.replica_step); NaN or infinity, a diverged model."""
+    if loss < 0:
+        raise ValueError(f"{where} read token ids >= n_vocab: shards corrupt or of another vocabulary (rerun data.py)")
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"loss is {loss} in {where}; stopping. The last good checkpoint is {checkpoint} "
+                                 "(try a lower --learning_rate)")
+
+
+def closing_sample(model, out, length, seed=0):
+    """A first look at what the model learned: `length` tokens from <|endoftext|>, decoded with
+    the vocabulary in `out`. Works wherever the model lives (sample.generate places itself)."""
+    encoder = data.Encoder.load(out)
+    tokens = sample.generate(model, [[encoder.eot]], length, top_k=40, seed=seed, eot=encoder.eot)
+    return encoder.decode(tokens[0].tolist())
+
+
+def main(argv=None):
+    """The command line: parse and check every flag, then train (or only print the memory table), sample."""
+    try:
+        hparams, config = parse_config(argv)
+        check_config(hparams, config)
+        if config.dry_run:  # planned for --replicas, else for the replicas this machine would use
+            replicas = config.replicas or make_strategy(config.tpu, config.join_timeout).num_replicas_in_sync
+            print("\n".join(memory_table(hparams, config, replicas)))
+            return
+        trainer = train(hparams, config)
+        print(f"saved the model to {config.out}")
+        if config.sample_length and cluster()[1]:  # with several workers, the chief samples
+            print("-" * 80 + "\n" + closing_sample(trainer.model, config.out, config.sample_length, config.seed) +
+                  "\n" + "-" * 80)
+    # A user's mistake, a diverged run, or a storage fault (a full disk, a read-only OUT, gs:// without
+    # access): one line. What was saved stays saved, and the same command resumes.
+    except (ValueError, FloatingPointError, OSError, tf.errors.OpError) as e:
+        sys.exit(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (below): the loop has saved first
+        sys.exit(130)
+
+
+# ==== operations, part 2 of 2 ===================================================================
+# What a run needs besides learning, each a short function to read when it matters: OUT's lock
+# and the rerun check, checkpoints that survive faults, the devices (a TPU, several machines from
+# TF_CONFIG, the watchdog, preemption), Ctrl-C and SIGTERM, and the diagnostics (MFU's peak, the
+# memory plan of --dry_run).
+
+# ---- OUT: its data, one run at a time, and a rerun that resumes the same run ---------------------
+
 def prepare_data(config):
     """A prepared data directory and its meta (data.json): --data itself if data.py made it, else
     OUT/data, tokenized once: a rerun of the same command (a resumed run) finds OUT/data ready."""
@@ -669,198 +726,234 @@ def start_out(hparams, config, data_dir, resumed):
             json.dump({**dataclasses.asdict(hparams), **dataclasses.asdict(config)}, f, indent=1)
 
 
-def train(hparams, config, strategy=None, log=print):
-    """Trains (or resumes) a run in config.out, which it holds alone while it runs (with several
-    workers: its chief holds it). Returns the Trainer."""
-    if config.init_from:  # fine-tuning: the model's own shape
-        hparams = dataclasses.replace(gpt2.load_hparams(config.init_from), dropout=hparams.dropout)
-    lock = claim_out(hparams, config, log, chief=cluster()[1])
-    try:
-        return run(hparams, config, strategy, log)
-    finally:
-        if lock:
-            tf.io.gfile.remove(lock)
+# ---- checkpoints that survive faults ------------------------------------------------------------
 
+class Checkpoints:
+    """OUT/checkpoints/ckpt-STEP, of model, optimizer and data position: the newest restored when a
+    run starts, one saved at each --save_interval and when the run is interrupted.
 
-def run(hparams, config, strategy, log):
-    """The run in OUT, from its start or where it stopped:
-    1. data: prepare the corpus into shards once, and read the vocabulary size from it;
-    2. model and optimizer under the strategy, restored from the last checkpoint if any;
-    3. the loop: steps_per_loop steps per call, then log, evaluate and save at their intervals;
-    4. export the model in OpenAI's layout, with its vocabulary, for sample.py.
-    """
-    data_dir, meta = prepare_data(config)  # first: tokenizing forks worker processes, which a TPU runtime must not see
-    strategy = strategy or make_strategy(config.tpu, config.join_timeout)
-    workers, chief, address = cluster()  # with several, each makes every call; only the chief writes OUT's files
-    if config.init_from and hparams.n_vocab != meta["n_vocab"]:
-        raise ValueError(f"--init_from {config.init_from} has a vocabulary of {hparams.n_vocab}, but {data_dir} "
-                         f"was tokenized with {meta['n_vocab']} ids: prepare the data with its vocabulary")
-    hparams = dataclasses.replace(hparams, n_vocab=meta["n_vocab"])  # the vocabulary decides V
-    trainer = Trainer(hparams, config, strategy)
-    model, optimizer = trainer.model, trainer.optimizer
-    if config.init_from:  # fine-tuning: copy the weights in (a resumed run then overwrites them)
-        for v, w in zip(model.variables, gpt2.load(config.init_from).variables):
-            v.assign(w)
-    train_iterator = iter(data.dataset(data_dir, "train", config.batch_size, hparams.n_ctx, seed=config.seed))
-    val_split = "val" if meta["val_tokens"] > 0 else "train"  # --val_fraction 0: evaluate on train
-    val_data = data.dataset(data_dir, val_split, config.batch_size, hparams.n_ctx, seed=config.seed + 1,
-                            reshuffle=False)  # each evaluation: a new iterator, the same batches
-    # Everything a resumed run needs: weights, optimizer state (its step count included) and
-    # the data position. Dropout's randomness is a function of the step, so no RNG state.
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, data=train_iterator)
-    # The newest checkpoint by its files, not by the state file (checkpoints/checkpoint), which a fault
-    # can leave unreadable or naming one cut off: never a silent restart from step 0
-    directory = os.path.join(config.out, "checkpoints")
-    # Under MultiWorkerMirroredStrategy every worker saves (TensorFlow requires it); the others into a
-    # folder of their own, removed after each save
-    writes = directory if chief else os.path.join(directory, "temp-" + address.replace(":", "-"))
-    try:
-        manager = tf.train.CheckpointManager(checkpoint, writes, max_to_keep=3)
-    except UnicodeDecodeError:  # a state file of binary garbage (text garbage TensorFlow ignores): rebuilt
-        tf.io.gfile.remove(os.path.join(directory, "checkpoint"))
-        manager = tf.train.CheckpointManager(checkpoint, writes, max_to_keep=3)
-    found = [name[:-len(".index")] for name in tf.io.gfile.glob(os.path.join(directory, "ckpt-*.index"))]
-    found.sort(key=lambda prefix: int(prefix.rsplit("-", 1)[1]))  # ckpt-N: N is the step
-    if found:
+    The newest is found by its files, not by the state file (checkpoints/checkpoint), which a fault
+    can leave unreadable or naming one cut off: never a silent restart from step 0. Under
+    MultiWorkerMirroredStrategy every worker saves (TensorFlow requires it), the others into a folder
+    of their own, removed after each save; a SIGTERM to any worker (a preemption) makes every worker
+    save at the same step and end (exit 42)."""
+
+    def __init__(self, checkpoint, out, strategy, log):
+        self.checkpoint, self.log, self.directory = checkpoint, log, os.path.join(out, "checkpoints")
+        workers, self.chief, address = cluster()
+        worker_copy = os.path.join(self.directory, "temp-" + address.replace(":", "-"))
+        self.writes = self.directory if self.chief else worker_copy
         try:
-            gpt2.restore(checkpoint, found[-1])
+            self.manager = tf.train.CheckpointManager(checkpoint, self.writes, max_to_keep=3)
+        except UnicodeDecodeError:  # a state file of binary garbage (text garbage TensorFlow ignores): rebuilt
+            tf.io.gfile.remove(os.path.join(self.directory, "checkpoint"))
+            self.manager = tf.train.CheckpointManager(checkpoint, self.writes, max_to_keep=3)
+        self.resumed = self.restore_newest()
+        self.preemption = None
+        if workers > 1:  # TensorFlow's handler, given this manager: it saves, then calls exit_fn
+            self.preemption = tf.distribute.experimental.PreemptionCheckpointHandler(
+                strategy.cluster_resolver, self.manager,
+                termination_config=tf.distribute.experimental.TerminationConfig(exit_fn=self.preempted))
+
+    def restore_newest(self):
+        """Restores the newest checkpoint in OUT, if any: whether there was one."""
+        found = [name[:-len(".index")] for name in tf.io.gfile.glob(os.path.join(self.directory, "ckpt-*.index"))]
+        found.sort(key=lambda prefix: int(prefix.rsplit("-", 1)[1]))  # ckpt-N: N is the step
+        if not found:
+            return False
+        try:
+            gpt2.restore(self.checkpoint, found[-1])
         except ValueError as e:  # cut off: the one before it may be whole
             before = f"; {found[-2]}, the one before, may be whole: delete {found[-1]}.* to use it" if found[1:] else ""
             raise ValueError(f"{e}{before}") from None
-        log(f"resumed from {found[-1]} at step {int(optimizer.iterations.numpy())}")
-    save = lambda step: (manager.save(checkpoint_number=step), chief or tf.io.gfile.rmtree(writes))  # noqa: E731
-    if workers > 1:  # SIGTERM to any worker (a preemption): all save at the same step, then end (exit 42)
-        def preempted():
-            chief or tf.io.gfile.rmtree(writes)
-            log(f"preempted: saved step {int(optimizer.iterations.numpy())}; run the same command on every worker "
-                "to resume")
-            sys.exit(42)  # TensorFlow's code for "restart me"
-        handler = tf.distribute.experimental.PreemptionCheckpointHandler(
-            strategy.cluster_resolver, manager, termination_config=tf.distribute.experimental.TerminationConfig(
-                exit_fn=preempted))
-    if chief:
-        start_out(hparams, config, data_dir, resumed=bool(found))
+        self.log(f"resumed from {found[-1]} at step {self.step()}")
+        return True
 
-    tokens_per_step, replicas = config.batch_size * hparams.n_ctx, strategy.num_replicas_in_sync
-    peak, peak_text = peak_flops(tpu_type() if config.tpu else "", model.wte.device, model.compute_dtype)  # for MFU
-    planned = sum(memory_plan(hparams, config, replicas).values())
-    devices = sorted({v.device for v in getattr(model.wte, "values", [model.wte])})  # one per replica
-    log(f"{gpt2.num_params(hparams):,} parameters, {replicas} replica(s) on "
-        f"{', '.join(devices)}, {tokens_per_step:,} tokens per step, peak {peak_text}")
-    # Two logs of the same numbers: TensorBoard (tensorboard --logdir OUT/logs) and a JSON line
-    # per log step, appended, so a resumed run continues the same file.
-    writer = tf.summary.create_file_writer(os.path.join(config.out, "logs")) if chief else \
-        tf.summary.create_noop_writer()
-    metrics = tf.io.gfile.GFile(os.path.join(config.out, "metrics.jsonl") if chief else os.devnull, "a")
-    step = start_step = int(optimizer.iterations.numpy())  # 0, or where the restored run stopped
-    start_time = window_start = time.time()
-    window_steps, window_loss = 0, 0.0
+    def step(self):
+        return int(self.checkpoint.optimizer.iterations.numpy())
+
+    def latest(self):
+        return self.manager.latest_checkpoint
+
+    def save(self):
+        self.manager.save(checkpoint_number=self.step())
+        self.remove_worker_copy()
+
+    def save_if_preempted(self):
+        if self.preemption:
+            self.preemption.save_checkpoint_if_preempted(checkpoint_number=self.step())
+
+    def preempted(self):
+        self.remove_worker_copy()
+        self.log(f"preempted: saved step {self.step()}; run the same command on every worker to resume")
+        sys.exit(42)  # TensorFlow's code for "restart me"
+
+    def remove_worker_copy(self):
+        if not self.chief:  # a worker's copy served only TensorFlow's protocol: the chief's is the checkpoint
+            tf.io.gfile.rmtree(self.writes)
+
+
+# ---- the devices: a TPU, several machines -----------------------------------------------------
+
+def connect_tpu():
+    """Starts this TPU VM's TPU system (once per process) and returns its cluster resolver.
+    A failure becomes one line, with the likely causes."""
     try:
-        Interrupts.looping = True
-        while step < config.steps:
-            if Interrupts.asked:  # a Ctrl-C or SIGTERM during the last call
-                raise KeyboardInterrupt
-            n = min(config.steps_per_loop, config.steps - step)
-            loss, norm = trainer.train_loop(train_iterator, tf.constant(n))  # n steps, one call
-            loss = float(loss)  # waits for the device: the only sync point per loop
-            if step == start_step:  # the first call compiles the loop (again in every new process)
-                log(f"first call: {n} steps in {time.time() - start_time:.1f} s, compiling included"
-                    f"{measured_memory(model.wte.device, planned)}")
-            check_loss(loss, f"steps {step + 1}..{step + n}", manager.latest_checkpoint)
-            step, window_steps, window_loss = step + n, window_steps + n, window_loss + loss * n
-            at = lambda interval: step % interval < n or step == config.steps  # noqa: E731  (crossed in these n steps)
-            record = {}  # this loop's line of metrics.jsonl, if any
-            if at(config.log_interval):
-                tokens_per_sec = window_steps * tokens_per_step / (time.time() - window_start)
-                # MFU: the share of the devices' peak FLOP/s that the model's own arithmetic uses
-                record = {"step": step, "train_loss": window_loss / window_steps, "grad_norm": float(norm),
-                          "learning_rate": float(trainer.schedule(step)), "tokens_per_sec": tokens_per_sec,
-                          "mfu": tokens_per_sec * gpt2.flops_per_token(hparams) / (peak * replicas)}
-                remaining = (config.steps - step) * (time.time() - start_time) / (step - start_step)
-                log(f"step {step:6d} | loss {record['train_loss']:.4f} | lr {record['learning_rate']:.2e} | "
-                    f"{tokens_per_sec:8.0f} tok/s | MFU {100 * record['mfu']:4.1f}% | {remaining / 60:5.1f} min left")
-                window_start, window_steps, window_loss = time.time(), 0, 0.0
-            if at(config.eval_interval):  # a fresh iterator each time: the same held-out batches
-                val_loss = float(trainer.eval_loop(iter(val_data), tf.constant(config.eval_steps)))
-                check_loss(val_loss, f"the {val_split} split at step {step}", manager.latest_checkpoint)
-                record.update(step=step, val_loss=val_loss)
-                log(f"step {step:6d} | val loss {record['val_loss']:.4f} ({val_split} split)")
-            if record:
-                metrics.write(json.dumps(record) + "\n")
-                metrics.flush()
-                with writer.as_default(step=step):
-                    for key in record.keys() - {"step"}:
-                        tf.summary.scalar(key, record[key])
-            if at(config.save_interval):
-                save(step)
-            if workers > 1:
-                handler.save_checkpoint_if_preempted(checkpoint_number=step)
-    except KeyboardInterrupt:  # Ctrl-C arrives between compiled calls, so the state is whole
-        save(int(optimizer.iterations.numpy()))
-        log(f"\ninterrupted: saved step {int(optimizer.iterations.numpy())} to {manager.latest_checkpoint}; "
-            "run the same command again to resume")
-        raise
-    finally:
-        Interrupts.looping = False
-        metrics.close()
-    if chief:
-        gpt2.save(model, config.out)  # OpenAI's layout, for sample.py --model OUT and other tools
-    return trainer
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu="local")
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, RuntimeError, tf.errors.OpError) as e:
+        devices = ", ".join(sorted({d.device_type for d in tf.config.list_logical_devices()}))
+        raise ValueError(f"--tpu: TensorFlow found no TPU (it sees: {devices}; {type(e).__name__}). "
+                         "Is this a TPU runtime, freshly started, with nothing else using the TPU?") from None
+    return resolver
 
+
+def check_tpu_build(installed=None, python=sys.version_info[:2]):
+    """Raises a one-line ValueError if this Python or this TensorFlow cannot drive a TPU.
+    installed: the names of the TensorFlow distributions installed (default: read from pip's records)."""
+    if python >= (3, 13):  # the newest TPU build seen on a v5e (requirements-tpu.txt) has wheels up to 3.12
+        raise ValueError(f"--tpu: tensorflow-tpu 2.19.1 has no wheel for Python {python[0]}.{python[1]}: on Colab, "
+                         "'Change runtime version' (command palette, Ctrl+Shift+P) to 26.07, each session; else 3.12")
+    if installed is None:
+        installed = {(d.metadata["Name"] or "").lower() for d in importlib.metadata.distributions()}
+    installed = set(installed) & {"tensorflow", "tensorflow-cpu", "tensorflow-tpu"}
+    if "tensorflow-tpu" not in installed:
+        raise ValueError("--tpu: TensorFlow's TPU build (tensorflow-tpu) is not installed: "
+                         "pip install -r requirements-tpu.txt")
+    if len(installed) > 1:
+        names = " ".join(sorted(installed))
+        raise ValueError(f"--tpu: {names} are installed together (the CPU build over the TPU build?): "
+                         f"pip uninstall -y {names}, then pip install -r requirements-tpu.txt")
+
+
+def cluster(environ=os.environ):
+    """TF_CONFIG's workers: (how many, whether this one is the chief, its address), (1, True, '')
+    without TF_CONFIG. The chief (task "chief", else worker 0) writes OUT's files. A mistake: one line."""
+    if "TF_CONFIG" not in environ:
+        return 1, True, ""
+    try:
+        spec = json.loads(environ["TF_CONFIG"])
+        jobs, task = spec["cluster"], spec["task"]
+        address, chief = jobs[task["type"]][task["index"]], task["type"] == "chief" or "chief" not in jobs
+        count = sum(len(jobs.get(job, [])) for job in ("chief", "worker"))
+    except (ValueError, KeyError, TypeError, IndexError) as e:
+        raise ValueError(f"TF_CONFIG is not {{'cluster': {{'worker': ['host:port', ...]}}, 'task': {{'type': 'worker', "
+                         f"'index': i}}}} ({type(e).__name__}: {e})") from None
+    if count < 2:
+        raise ValueError("TF_CONFIG names one worker: unset it to train on this machine alone")
+    return count, chief and task["index"] == 0, address
+
+
+def join_workers(join_timeout):
+    """MultiWorkerMirroredStrategy, returned when every worker in TF_CONFIG has joined; their all-reduce:
+    NCCL on GPUs, else a ring over gRPC. A worker whose peers do not all start within join_timeout
+    seconds ends in one line; so does a port in use."""
+    gpus = tf.config.list_physical_devices("GPU")
+    options = tf.distribute.experimental.CommunicationOptions(implementation="NCCL" if gpus else "RING")
+    watchdog = end_unless_cancelled(join_timeout, f"not every worker in TF_CONFIG started within --join_timeout "
+                                                  f"{join_timeout} s (each runs this same command)")
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    except tf.errors.OpError as e:  # TensorFlow's line names no address
+        raise ValueError(f"this worker could not serve TF_CONFIG's {cluster()[2]} (a port in use?): {e.message}")
+    finally:
+        os.kill(watchdog, signal.SIGKILL)
+
+
+def end_unless_cancelled(seconds, message):
+    """A process that ends this one with `message` after `seconds`, unless killed first (its PID is
+    returned): while TensorFlow waits for other machines it holds Python's lock, so no thread or
+    signal handler of this process could run."""
+    parent, pid = os.getpid(), os.fork()
+    if pid == 0:
+        time.sleep(seconds)
+        if os.getppid() == parent:  # the parent is still there
+            print(f"error: {message}", file=sys.stderr, flush=True)
+            os.kill(parent, signal.SIGKILL)
+        os._exit(0)
+    return pid
+
+
+# ---- Ctrl-C and SIGTERM -----------------------------------------------------------------------
 
 class Interrupts:
-    """Ctrl-C and SIGTERM when train.py is the program (__main__). While the loop runs they are noted
-    and acted on between two calls: a KeyboardInterrupt raised inside TensorFlow's C++ code can crash
-    the process (seen: a segfault in 1 of 16 SIGTERMs, in an eager op of a log step). Elsewhere: at once."""
-    looping = asked = False
+    """Ctrl-C and SIGTERM when train.py is the program (__main__). From the data's preparation to the
+    loop's end they are noted, and acted on by the loop before its next call: it saves the step
+    reached (the restored one, or 0, if the first call had not begun), then ends the run. A
+    KeyboardInterrupt raised inside TensorFlow's C++ code can crash the process (seen: a segfault in
+    1 of 16 SIGTERMs, in an eager op of a log step). Elsewhere (tokenizing, the export, the closing
+    sample) they act at once: nothing is lost there that a rerun would not redo."""
+    waiting = asked = False
 
     @classmethod
     def handle(cls, signum, frame):
-        if not cls.looping:
+        if not cls.waiting:
             raise KeyboardInterrupt
         cls.asked = True
 
 
-def check_loss(loss, where, checkpoint):
-    """Stops a run at a loss it cannot go on from, in one line with the likely cause: below 0, the
-    mark of token ids >= n_vocab (see Trainer.replica_step); NaN or infinity, a diverged model."""
-    if loss < 0:
-        raise ValueError(f"{where} read token ids >= n_vocab: shards corrupt or of another vocabulary (rerun data.py)")
-    if not math.isfinite(loss):
-        raise FloatingPointError(f"loss is {loss} in {where}; stopping. The last good checkpoint is {checkpoint} "
-                                 "(try a lower --learning_rate)")
+# ---- diagnostics: how fast (MFU) and how much memory, not the training itself ---------------------
 
+class Progress:
+    """What a run reports, on the console (log) and, on the chief, in OUT/metrics.jsonl (a JSON line per
+    report, appended: a resumed run continues the file) and TensorBoard's OUT/logs (tensorboard
+    --logdir OUT/logs): at the start the model, the replicas and the peak that MFU divides by; the
+    first call's time (compiling included) and memory; every --log_interval steps the mean training
+    loss, the learning rate, tokens/s, MFU and the time left; each held-out loss."""
 
-def closing_sample(model, out, length, seed=0):
-    """A first look at what the model learned: `length` tokens from <|endoftext|>, decoded with
-    the vocabulary in `out`. Works wherever the model lives (sample.generate places itself)."""
-    encoder = data.Encoder.load(out)
-    tokens = sample.generate(model, [[encoder.eot]], length, top_k=40, seed=seed, eot=encoder.eot)
-    return encoder.decode(tokens[0].tolist())
+    def __init__(self, trainer, config, chief, log):
+        self.trainer, self.config, self.log, model = trainer, config, log, trainer.model
+        self.replicas, self.device = trainer.strategy.num_replicas_in_sync, model.wte.device
+        self.tokens_per_step = config.batch_size * trainer.hparams.n_ctx
+        self.peak, peak_text = peak_flops(tpu_type() if config.tpu else "", self.device, model.compute_dtype)
+        self.planned = sum(memory_plan(trainer.hparams, config, self.replicas).values())
+        devices = sorted({v.device for v in getattr(model.wte, "values", [model.wte])})  # one per replica
+        log(f"{gpt2.num_params(trainer.hparams):,} parameters, {self.replicas} replica(s) on {', '.join(devices)}, "
+            f"{self.tokens_per_step:,} tokens per step, peak {peak_text}")
+        self.writer = tf.summary.create_file_writer(os.path.join(config.out, "logs")) if chief else \
+            tf.summary.create_noop_writer()
+        self.metrics = tf.io.gfile.GFile(os.path.join(config.out, "metrics.jsonl") if chief else os.devnull, "a")
+        self.first_step = int(trainer.optimizer.iterations.numpy())
+        self.start = self.window_start = time.time()
+        self.window_steps, self.window_loss, self.record = 0, 0.0, {}
 
-
-def main(argv=None):
-    """The command line: parse and check every flag, then train (or only print the memory table), sample."""
-    try:
-        hparams, config = parse_config(argv)
-        check_config(hparams, config)
-        if config.dry_run:  # planned for --replicas, else for the replicas this machine would use
-            replicas = config.replicas or make_strategy(config.tpu, config.join_timeout).num_replicas_in_sync
-            print("\n".join(memory_table(hparams, config, replicas)))
+    def trained(self, step, n, loss, norm):
+        """After a call of n steps, ending at `step`, of mean loss `loss` and last gradient norm `norm`."""
+        if step - n == self.first_step:  # the first call compiles the loop (again in every new process)
+            self.log(f"first call: {n} steps in {time.time() - self.start:.1f} s, compiling included"
+                     f"{measured_memory(self.device, self.planned)}")
+        self.window_steps, self.window_loss = self.window_steps + n, self.window_loss + loss * n
+        if not due(self.config.log_interval, step, n, self.config.steps):
             return
-        trainer = train(hparams, config)
-        print(f"saved the model to {config.out}")
-        if config.sample_length and cluster()[1]:  # with several workers, the chief samples
-            print("-" * 80 + "\n" + closing_sample(trainer.model, config.out, config.sample_length, config.seed) +
-                  "\n" + "-" * 80)
-    # A user's mistake, a diverged run, or a storage fault (a full disk, a read-only OUT, gs:// without
-    # access): one line. What was saved stays saved, and the same command resumes.
-    except (ValueError, FloatingPointError, OSError, tf.errors.OpError) as e:
-        sys.exit(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
-    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (below): the loop has saved first
-        sys.exit(130)
+        tokens_per_sec = self.window_steps * self.tokens_per_step / (time.time() - self.window_start)
+        # MFU: the share of the devices' peak FLOP/s that the model's own arithmetic uses
+        mfu = tokens_per_sec * gpt2.flops_per_token(self.trainer.hparams) / (self.peak * self.replicas)
+        lr = float(self.trainer.schedule(step))
+        self.record = {"step": step, "train_loss": self.window_loss / self.window_steps, "grad_norm": norm,
+                       "learning_rate": lr, "tokens_per_sec": tokens_per_sec, "mfu": mfu}
+        remaining = (self.config.steps - step) * (time.time() - self.start) / (step - self.first_step)
+        self.log(f"step {step:6d} | loss {self.record['train_loss']:.4f} | lr {lr:.2e} | "
+                 f"{tokens_per_sec:8.0f} tok/s | MFU {100 * mfu:4.1f}% | {remaining / 60:5.1f} min left")
+        self.window_start, self.window_steps, self.window_loss = time.time(), 0, 0.0
 
-# ---- everything below is diagnostics: how fast (MFU) and how much memory, not the training itself ----
+    def evaluated(self, step, val_loss, split):
+        self.record.update(step=step, val_loss=val_loss)
+        self.log(f"step {step:6d} | val loss {val_loss:.4f} ({split} split)")
+
+    def write(self):
+        """The call's record, if it has one: a line of metrics.jsonl, and a scalar each for TensorBoard."""
+        if self.record:
+            self.metrics.write(json.dumps(self.record) + "\n")
+            self.metrics.flush()
+            with self.writer.as_default(step=self.record["step"]):
+                for key in self.record.keys() - {"step"}:
+                    tf.summary.scalar(key, self.record[key])
+        self.record = {}
+
+    def close(self):
+        self.metrics.close()
+
 
 def measure_peak_flops(device, dtype=tf.float32, n=2048, products=8, seconds=1.0):
     """The FLOP/s of one device on chains of large matrix products: the ceiling MFU is measured
@@ -994,3 +1087,4 @@ if __name__ == "__main__":
     for sig in (signal.SIGINT, signal.SIGTERM):  # SIGTERM, a cloud's preemption, handled as Ctrl-C: save, exit
         signal.signal(sig, Interrupts.handle)
     main()
+

@@ -283,6 +283,26 @@ def test_sigterm_saves_like_ctrl_c_and_the_rerun_resumes(corpus, tmp_path, cli):
     assert code == 0 and f"at step {step}" in text
 
 
+def test_sigterm_before_the_first_step_saves_and_preparing_prints_no_traceback(corpus, tmp_path, cli):
+    """The earliest SIGTERM of a run's training: while it builds the model and measures the peak, or in
+    its first compiled call (it compiles for seconds), before any log line or checkpoint. It is acted on
+    before the next call: the step reached is saved (0, or the first call's 2) and the same command
+    resumes from it. train.py prepares the text files itself first: its tokenizer workers, ended by the
+    pool with SIGTERM, must end quietly (they printed a traceback each, through the handler they inherited)."""
+    texts = os.path.join(os.path.dirname(corpus), "*.txt")
+    args = [*TINY, "--data", texts, "--vocab", "300", "--out", str(tmp_path), "--steps", "100000",
+            "--save_interval", "100000", "--log_interval", "100000"]
+    process = start(["train.py", *args])
+    wait_for(process, "parameters, ")  # the line printed after the peak's measurement, before the loop
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in err, err[-3000:]
+    step = int(out.split("interrupted: saved step ")[1].split()[0])
+    assert step in (0, 2), out  # before the first call, or in it
+    code, text, _ = cli(*args[:-6], "--steps", str(step + 2))  # the same command, but for --steps
+    assert code == 0 and f"ckpt-{step} at step {step}" in text, text
+
+
 def test_ctrl_c_during_the_closing_sample_is_quiet(finished, tmp_path, corpus):
     out = copy(finished, tmp_path)
     process = start(["train.py", *TINY, "--data", corpus, "--out", str(out), "--sample_length", "2000"])
@@ -304,3 +324,17 @@ def test_ctrl_c_while_tokenizing_is_quiet(tmp_path):
     os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group, workers included
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130 and "Traceback" not in err and "BrokenPipe" not in err, err[-3000:]
+
+
+def test_tokenizer_workers_do_not_keep_the_parents_sigterm_handler():
+    """The pool ends its workers with SIGTERM. A worker forked from train.py inherits its handler (which
+    raises KeyboardInterrupt), and printed a traceback each at the end of the quick start's tokenizing."""
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        signal.signal(signal.SIGTERM, train.Interrupts.handle)  # what train.py's __main__ installs
+        data._init_worker(None)  # what each worker runs first
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # Ctrl-C is the parent's to handle
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
