@@ -1,4 +1,7 @@
-"""Shared fixtures: GPT-2's vocabulary files and an independent reference tokenizer (tiktoken)."""
+"""Shared fixtures: GPT-2's vocabulary files and an independent reference tokenizer (tiktoken).
+Also the `slow` marker (the notebooks' runs, the multi-worker tests and any other test of more
+than about 30 s: `python -m pytest -q tests -m "not slow"` skips them while iterating) and the
+notebooks' run times at the end of the terminal output."""
 import os
 import sys
 
@@ -8,6 +11,25 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a test of more than about 30 s (deselect with -m \"not slow\")")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Each notebook's run time, which test_notebook_runs records as a property of its report: a
+    print in a passing test is captured, and -q shows none of it."""
+    times = [(report.nodeid.split("[")[-1].rstrip("]"), seconds, report.outcome)
+             for reports in terminalreporter.stats.values() for report in reports
+             if getattr(report, "when", None) == "call"
+             for name, seconds in getattr(report, "user_properties", []) if name == "notebook_seconds"]
+    if times:
+        terminalreporter.write_sep("-", "notebook run times")
+        for name, seconds, outcome in sorted(times):
+            note = "" if outcome == "passed" else f"  ({outcome})"
+            terminalreporter.write_line(f"{name:24} {seconds:6.0f} s{note}")
+        terminalreporter.write_line(f"{'all notebooks':24} {sum(t[1] for t in times):6.0f} s")
 
 
 @pytest.fixture(scope="session")

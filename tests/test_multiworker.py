@@ -25,8 +25,10 @@ from conftest import ROOT, assert_trained_alike
 TINY = ["--config", "tiny", "--n_ctx", "32", "--n_embd", "32", "--n_head", "2", "--n_layer", "1", "--batch_size", "4",
         "--steps", "12", "--steps_per_loop", "2", "--log_interval", "2", "--eval_interval", "4", "--eval_steps", "2",
         "--save_interval", "4", "--warmup_steps", "1", "--sample_length", "0"]
-LONG = ["--steps", "300", "--steps_per_loop", "1", "--log_interval", "10", "--eval_interval", "100",
-        "--save_interval", "10"]  # long enough that a SIGTERM after the first checkpoint lands mid-run
+LONG_STEPS = 150  # long enough that a SIGTERM sent at the first checkpoint (step 10) lands mid-run: 140
+# more steps (about 3 s on 2 cores) for the workers to agree on a step and save it
+LONG = ["--steps", str(LONG_STEPS), "--steps_per_loop", "1", "--log_interval", "10", "--eval_interval", "50",
+        "--save_interval", "10"]
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +80,7 @@ def two_workers(corpus, tmp_path_factory):
     return out, results
 
 
+@pytest.mark.slow  # worker processes
 def test_two_workers_train_as_one_process(two_workers, corpus, tmp_path):
     out, results = two_workers
     hparams, config = train.parse_config([*TINY, "--data", corpus, "--out", str(tmp_path / "one")])
@@ -98,6 +101,7 @@ def test_two_workers_train_as_one_process(two_workers, corpus, tmp_path):
     assert "saved the model" in results[0][1]
 
 
+@pytest.mark.slow  # worker processes
 def test_sigterm_to_one_worker_saves_and_the_same_command_resumes(corpus, tmp_path):
     args, ports = [*TINY, *LONG, "--data", corpus, "--out", str(tmp_path / "out")], free_ports(2)
     workers = start(args, ports)
@@ -109,7 +113,7 @@ def test_sigterm_to_one_worker_saves_and_the_same_command_resumes(corpus, tmp_pa
     (code0, text0), (code1, text1) = finish(workers)
     assert code0 == code1 == 42, (text0[-2000:], text1[-2000:])  # the handler's exit: "restart me"
     saved = [int(line.split("saved step ")[1].split(";")[0]) for line in text0.splitlines() if "preempted: saved" in line]
-    assert len(saved) == 1 and 10 <= saved[0] < 300, text0[-2000:]  # mid-run: a test, not a finished run
+    assert len(saved) == 1 and 10 <= saved[0] < LONG_STEPS, text0[-2000:]  # mid-run: a test, not a finished run
     assert (tmp_path / "out" / "checkpoints" / f"ckpt-{saved[0]}.index").exists()
 
     resumed = finish(start(args, free_ports(2)))
@@ -121,7 +125,7 @@ def test_sigterm_to_one_worker_saves_and_the_same_command_resumes(corpus, tmp_pa
     a, b = weights(tmp_path / "out"), weights(tmp_path / "whole")
     assert all(np.array_equal(a[k], b[k]) for k in b)
     steps = [r["step"] for r in records(tmp_path / "out")]
-    assert steps == list(range(10, 301, 10))  # every log step once, none written twice
+    assert steps == list(range(10, LONG_STEPS + 1, 10))  # every log step once, none written twice
     for x, y in zip(records(tmp_path / "out"), records(tmp_path / "whole")):
         assert (x["grad_norm"], x.get("val_loss")) == (y["grad_norm"], y.get("val_loss"))
         # a log's train_loss is the mean since the last log: the first log after the resume has the resumed steps only
@@ -148,6 +152,7 @@ def test_a_mistake_in_the_cluster_is_one_line(monkeypatch, tmp_path, capsys, val
     assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")  # nothing written
 
 
+@pytest.mark.slow  # worker processes
 def test_a_port_in_use_is_one_line(corpus, tmp_path):
     ports = free_ports(2)
     with socket.socket() as taken:
@@ -158,6 +163,7 @@ def test_a_port_in_use_is_one_line(corpus, tmp_path):
                                                           f"localhost:{ports[0]} (a port in use?)"), text[-2000:]
 
 
+@pytest.mark.slow  # worker processes
 def test_a_worker_that_never_joins_ends_in_one_line(corpus, tmp_path):
     args = [*TINY, "--data", corpus, "--out", str(tmp_path / "out"), "--join_timeout", "5"]
     [(code, text)] = finish(start(args, free_ports(2), [0]), 120)  # worker 1 is never started

@@ -26,18 +26,22 @@ def test_there_are_eight_notebooks():
         "05_sampling.ipynb", "06_will_it_fit.ipynb", "07_scale.ipynb"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
-def test_notebook_runs(path):
+def test_notebook_runs(path, record_property):
     """Each notebook deletes only its own leftovers (nb04b_* for 04b, ...): 04b's run, nb04b_run/, stays
-    for notebook 5, which runs next in this list and must load it rather than train again."""
+    for notebook 5, which runs next in this list and must load it rather than train again. Its run
+    time goes into the report (conftest.py prints them all at the end), failed or not."""
     folder, number = os.path.dirname(path), os.path.basename(path).split("_")[0]  # '04b'
     for leftover in glob.glob(os.path.join(folder, f"nb{number}_*")):  # this notebook's outputs of an earlier run
         shutil.rmtree(leftover)
     spine_saved = os.path.exists(os.path.join(folder, "nb04b_run", "checkpoint"))  # 04b's export marker
     notebook = nbformat.read(path, as_version=4)
     start = time.time()
-    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": folder}}).execute()
-    print(f"{os.path.basename(path)}: {time.time() - start:.0f} s")
+    try:
+        NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": folder}}).execute()
+    finally:
+        record_property("notebook_seconds", time.time() - start)
     errors = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors

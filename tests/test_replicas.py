@@ -18,6 +18,8 @@ import pytest
 
 from conftest import ROOT, assert_trained_alike
 
+pytestmark = pytest.mark.slow  # every test reads the results of one process of one to two minutes
+
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory, gpt2_vocab_dir):

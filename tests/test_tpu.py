@@ -187,6 +187,7 @@ def test_tpu_never_tokenizes(monkeypatch, tmp_path):
     assert os.listdir(tmp_path / "out") == []  # before any work (the lock taken, and given back): no TPU touched
 
 
+@pytest.mark.slow  # five processes, each importing TensorFlow
 def test_smoke_script_on_a_cpu(tmp_path):
     # tests/tpu_smoke.sh --cpu: the TPU smoke script's steps, on this CPU, so its plumbing does not
     # run for the first time on a TPU
